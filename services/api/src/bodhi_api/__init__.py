@@ -1,0 +1,1 @@
+"""Bodhi API service: authenticates, resolves models, enqueues jobs and relays their tokens as SSE."""

@@ -1,0 +1,31 @@
+"""Builds the FastAPI application of an API replica."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from bodhi_api.error_handlers import install_error_handlers
+from bodhi_api.request_id import RequestIdMiddleware
+from bodhi_api.resources import open_resources
+from bodhi_api.routes import chat, health
+from bodhi_api.settings import ApiSettings
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """An app for ``settings`` (read from the environment at startup when not given)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(settings or ApiSettings()) as resources:
+            app.state.resources = resources
+            yield
+
+    app = FastAPI(title="Bodhi", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
+    app.include_router(chat.router)
+    return app

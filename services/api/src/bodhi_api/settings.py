@@ -1,0 +1,15 @@
+from bodhi_shared.settings import PostgresSettings, RedisSettings
+
+
+class ApiSettings(PostgresSettings, RedisSettings):
+    """Settings of an API replica (``BODHI_*`` environment variables)."""
+
+    host: str = "127.0.0.1"
+    port: int = 1135
+    migrate_on_start: bool = True
+    # How long a job may wait in the queue before the client gets 503.
+    pickup_timeout: float = 10.0
+    # Longest silence between two events of one request before the client gets an error.
+    stream_idle_timeout: float = 330.0
+    # Events buffered for one client before it is cut off as too slow.
+    stream_buffer_limit: int = 10_000

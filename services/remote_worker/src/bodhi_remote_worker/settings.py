@@ -1,0 +1,11 @@
+from bodhi_shared.settings import RedisSettings
+
+
+class RemoteWorkerSettings(RedisSettings):
+    """Settings of a remote worker (``BODHI_*`` environment variables)."""
+
+    max_jobs: int = 200
+    job_timeout: float = 3600.0
+    upstream_connect_timeout: float = 10.0
+    # Longest silence from a provider: before its first byte, and between two chunks.
+    upstream_read_timeout: float = 300.0

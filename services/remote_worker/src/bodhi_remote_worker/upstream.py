@@ -1,0 +1,66 @@
+"""Calls to OpenAI-compatible providers with httpx, their failures mapped onto Bodhi's error tree."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+
+from bodhi_shared.contract import Upstream
+from bodhi_shared.errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
+
+SSE_DATA = "data:"
+SSE_DONE = "[DONE]"
+
+
+@contextlib.contextmanager
+def map_httpx_errors(upstream: Upstream) -> Iterator[None]:
+    """Turn httpx's exceptions into ours; the messages name the host, never the key."""
+    host = httpx.URL(upstream.base_url).host
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"Connection failed: {host} did not answer in time ({type(exc).__name__}).") from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamUnreachable(
+            f"Network error: cannot connect to {host}. Check the base URL and the network."
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"Connection failed: the exchange with {host} broke off ({type(exc).__name__}).") from exc
+
+
+def _request(client: httpx.AsyncClient, upstream: Upstream, body: bytes) -> httpx.Request:
+    return client.build_request(
+        "POST",
+        f"{upstream.base_url}/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {upstream.api_key}", "Content-Type": "application/json"},
+    )
+
+
+async def stream_chat(client: httpx.AsyncClient, upstream: Upstream, body: bytes) -> AsyncIterator[bytes]:
+    """Yield the ``data:`` payload of each SSE event the provider streams, up to ``[DONE]``."""
+    with map_httpx_errors(upstream):
+        response = await client.send(_request(client, upstream, body), stream=True)
+        try:
+            if response.status_code >= 400:
+                raise UpstreamHTTPError(response.status_code, await response.aread())
+            async for line in response.aiter_lines():
+                if not line.startswith(SSE_DATA):
+                    continue  # comments (": keep-alive"), event names, blank separators
+                payload = line[len(SSE_DATA):].strip()
+                if payload == SSE_DONE:
+                    return
+                yield payload.encode()
+        finally:
+            await response.aclose()
+
+
+async def complete_chat(client: httpx.AsyncClient, upstream: Upstream, body: bytes) -> bytes:
+    """Send a non-streamed request; return the provider's body unchanged."""
+    with map_httpx_errors(upstream):
+        response = await client.send(_request(client, upstream, body))
+    if response.status_code >= 400:
+        raise UpstreamHTTPError(response.status_code, response.content)
+    return response.content

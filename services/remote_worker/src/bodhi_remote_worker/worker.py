@@ -1,0 +1,76 @@
+"""Builds and runs a remote worker: an arq worker on the remote queue, a heartbeat, an httpx client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import httpx
+from arq import ArqRedis, func
+
+from bodhi_remote_worker.chat_job import chat_completion
+from bodhi_remote_worker.context import CONTEXT_KEY, RemoteWorkerContext
+from bodhi_remote_worker.settings import RemoteWorkerSettings
+from bodhi_shared.contract import CHAT_COMPLETION_FUNCTION
+from bodhi_shared.heartbeat import heartbeating, new_worker_id
+from bodhi_shared.queue import WakeableWorker, create_queue_pool
+from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(settings: RemoteWorkerSettings, pool: ArqRedis) -> WakeableWorker:
+    keys = settings.redis_keys
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.upstream_read_timeout, connect=settings.upstream_connect_timeout),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+    )
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx[CONTEXT_KEY] = RemoteWorkerContext(settings=settings, redis=ctx["redis"], http=http)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await http.aclose()
+
+    return WakeableWorker(
+        functions=[
+            # A chat job is never retried: tokens may already have reached the client.
+            func(chat_completion, name=CHAT_COMPLETION_FUNCTION, max_tries=1, timeout=settings.job_timeout),
+        ],
+        queue_name=keys.remote_queue,
+        wake_channel=keys.wake_channel(keys.remote_queue),
+        redis_pool=pool,
+        max_jobs=settings.max_jobs,
+        poll_delay=settings.queue_poll_interval,
+        keep_result=0,
+        handle_signals=False,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+    )
+
+
+async def run_remote_worker(settings: RemoteWorkerSettings) -> None:
+    """Run until SIGINT/SIGTERM; running jobs are cancelled and the heartbeat removed on the way out."""
+    keys = settings.redis_keys
+    pool = await create_queue_pool(settings.require_redis_url())
+    worker = build_worker(settings, pool)
+    worker_id = new_worker_id(REMOTE_WORKER_KIND)
+    loop = asyncio.get_running_loop()
+    main = asyncio.ensure_future(worker.async_run())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main.cancel)
+    log.info("remote worker %s consuming %s", worker_id, keys.remote_queue)
+    try:
+        async with heartbeating(
+            pool, keys,
+            kind=REMOTE_WORKER_KIND, worker_id=worker_id, queue=keys.remote_queue,
+            interval=settings.heartbeat_interval, ttl=settings.heartbeat_ttl,
+        ):
+            with contextlib.suppress(asyncio.CancelledError):
+                await main
+    finally:
+        await worker.close()
+

@@ -1,0 +1,67 @@
+"""Worker heartbeats in Redis: workers announce themselves, the API counts the live ones."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+
+from bodhi_shared.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+
+def new_worker_id(kind: str) -> str:
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+async def beat(redis: Redis, keys: RedisKeys, *, kind: str, worker_id: str, queue: str, ttl: float) -> None:
+    """Record one heartbeat: the worker's score in its kind's set, and its description."""
+    info_key = keys.worker_info(worker_id)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zadd(keys.workers(kind), {worker_id: time.time()})
+        pipe.hset(info_key, mapping={"kind": kind, "queue": queue, "host": socket.gethostname(),
+                                     "pid": os.getpid()})
+        pipe.pexpire(info_key, int(ttl * 1000))
+        await pipe.execute()
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(
+    redis: Redis, keys: RedisKeys, *, kind: str, worker_id: str, queue: str, interval: float, ttl: float
+) -> AsyncIterator[None]:
+    """Beat every ``interval`` seconds while the block runs; leave the set cleanly at the end."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                await beat(redis, keys, kind=kind, worker_id=worker_id, queue=queue, ttl=ttl)
+            except Exception:  # a missed beat must not kill the worker; the next one may succeed
+                log.warning("heartbeat of %s failed", worker_id, exc_info=True)
+            await asyncio.sleep(interval)
+
+    await beat(redis, keys, kind=kind, worker_id=worker_id, queue=queue, ttl=ttl)
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await redis.zrem(keys.workers(kind), worker_id)
+        await redis.delete(keys.worker_info(worker_id))
+
+
+async def live_workers(redis: Redis, keys: RedisKeys, *, kind: str, ttl: float) -> list[str]:
+    """Ids of the workers of ``kind`` whose last heartbeat is younger than ``ttl``; prunes the dead."""
+    now = time.time()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(keys.workers(kind), "-inf", now - ttl * 4)
+        pipe.zrangebyscore(keys.workers(kind), now - ttl, "+inf")
+        _, ids = await pipe.execute()
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]

@@ -1,0 +1,94 @@
+"""The job queue: arq with msgpack jobs, and a wake-up channel so pickup costs milliseconds, not a poll.
+
+arq workers find jobs by polling a sorted set (every 0.5 s by default). Bodhi keeps arq's queue, locking and
+retry bookkeeping, but an enqueuer also publishes on ``RedisKeys.wake_channel(queue)``; idle workers are
+subscribed and poll at once. The timed poll stays as a safety net at ``BODHI_QUEUE_POLL_INTERVAL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from arq import ArqRedis, Worker, create_pool
+from arq.connections import RedisSettings as ArqRedisSettings
+
+from bodhi_shared.contract import pack, unpack
+
+
+def arq_settings(redis_url: str) -> ArqRedisSettings:
+    settings: ArqRedisSettings = ArqRedisSettings.from_dsn(redis_url)
+    return settings
+
+
+async def create_queue_pool(redis_url: str) -> ArqRedis:
+    """An arq pool (a redis client) that enqueues msgpack jobs."""
+    pool: ArqRedis = await create_pool(
+        arq_settings(redis_url), job_serializer=pack, job_deserializer=unpack
+    )
+    return pool
+
+
+async def enqueue_job(
+    pool: ArqRedis, *, queue: str, wake_channel: str, function: str, payload: dict[str, Any], job_id: str,
+    expires_s: float,
+) -> None:
+    """Put one job on ``queue`` and wake the idle workers of that queue."""
+    await pool.enqueue_job(function, payload, _job_id=job_id, _queue_name=queue, _expires=expires_s)
+    await pool.publish(wake_channel, b"1")
+
+
+async def withdraw_job(pool: ArqRedis, *, queue: str, job_id: str) -> bool:
+    """Take a job off the queue if no worker has started it; True when it was still waiting."""
+    removed: int = await pool.zrem(queue, job_id)
+    return removed == 1
+
+
+class WakeableWorker(Worker):  # type: ignore[misc]
+    """An arq worker that polls as soon as a message arrives on its queue's wake channel."""
+
+    def __init__(self, *args: Any, wake_channel: str, **kwargs: Any) -> None:
+        kwargs.setdefault("job_serializer", pack)
+        kwargs.setdefault("job_deserializer", unpack)
+        super().__init__(*args, **kwargs)
+        self._wake_channel = wake_channel
+        self._wake = asyncio.Event()
+
+    async def main(self) -> None:
+        # Same start-up as arq's Worker.main; the loop below replaces its fixed-interval poll().
+        if self._pool is None:
+            self._pool = await create_pool(
+                self.redis_settings,
+                job_deserializer=self.job_deserializer,
+                job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        pubsub = self.pool.pubsub()
+        await pubsub.subscribe(self._wake_channel)
+        listener = asyncio.create_task(self._listen_for_wakes(pubsub))
+        try:
+            while True:
+                self._wake.clear()
+                await self._poll_iteration()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await pubsub.aclose()
+
+    async def _listen_for_wakes(self, pubsub: Any) -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                self._wake.set()
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        # A finished job frees a slot: look at the queue again instead of waiting for the next poll.
+        super()._release_sem_dec_counter_on_complete()
+        self._wake.set()

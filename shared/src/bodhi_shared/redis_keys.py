@@ -1,0 +1,38 @@
+"""Every Redis key, channel and queue name Bodhi uses, in one place.
+
+All names start with a namespace (``BODHI_REDIS_PREFIX``, default ``bodhi``) so that several deployments,
+or several test runs, can share one Redis server without seeing each other's data.
+"""
+
+from dataclasses import dataclass
+
+REMOTE_WORKER_KIND = "remote"
+LOCAL_WORKER_KIND = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Builds the names under one namespace."""
+
+    namespace: str = "bodhi"
+
+    @property
+    def remote_queue(self) -> str:
+        """The arq queue (a sorted set) that remote workers consume."""
+        return f"{self.namespace}:queue:remote"
+
+    def wake_channel(self, queue: str) -> str:
+        """Pub/sub channel an enqueuer publishes to so idle workers poll ``queue`` at once."""
+        return f"{queue}:wake"
+
+    def stream_channel(self, request_id: str) -> str:
+        """Pub/sub channel on which a worker publishes the events of one request."""
+        return f"{self.namespace}:stream:{request_id}"
+
+    def workers(self, kind: str) -> str:
+        """Sorted set of worker ids of one kind, scored by the time of their last heartbeat."""
+        return f"{self.namespace}:workers:{kind}"
+
+    def worker_info(self, worker_id: str) -> str:
+        """Hash describing one worker (kind, host, pid, queue); expires with its heartbeat."""
+        return f"{self.namespace}:worker:{worker_id}"

@@ -1,0 +1,47 @@
+"""Settings fragments that each service composes into its own settings class.
+
+Every setting is read from the environment with the ``BODHI_`` prefix (``BODHI_DATABASE_URL``, ...). Services
+build their settings at startup, never at import time.
+"""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bodhi_shared.redis_keys import RedisKeys
+
+
+class BodhiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BODHI_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".bodhi")
+    log_level: str = "INFO"
+
+
+class PostgresSettings(BodhiSettings):
+    database_url: SecretStr | None = None
+    database_pool_size: int = 10
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise SystemExit("BODHI_DATABASE_URL is not set: point it at Postgres, or run `bodhi serve`")
+        return self.database_url.get_secret_value()
+
+
+class RedisSettings(BodhiSettings):
+    redis_url: SecretStr | None = None
+    redis_prefix: str = "bodhi"
+    # Idle workers are woken by a pub/sub message on enqueue; this poll is only the safety net.
+    queue_poll_interval: float = 0.5
+    heartbeat_interval: float = 1.0
+    heartbeat_ttl: float = 5.0
+
+    def require_redis_url(self) -> str:
+        if self.redis_url is None:
+            raise SystemExit("BODHI_REDIS_URL is not set: point it at Redis, or run `bodhi serve`")
+        return self.redis_url.get_secret_value()
+
+    @property
+    def redis_keys(self) -> RedisKeys:
+        return RedisKeys(self.redis_prefix)

@@ -1,0 +1,1 @@
+"""The ``bodhi`` command: run the whole gateway on the embedded default, or each part alone."""

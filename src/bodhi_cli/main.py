@@ -1,0 +1,135 @@
+"""``bodhi``: the command line of the gateway.
+
+    bodhi serve                 everything on one machine (embedded Postgres and Redis unless URLs are set)
+    bodhi api                   one API replica
+    bodhi remote-worker         one remote worker
+    bodhi local-worker          one local worker (placeholder until local models land)
+    bodhi migrate               apply database migrations
+    bodhi temporary-upstream    register an upstream model (TEMPORARY, until API models land)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+from bodhi_cli import temporary_upstream
+from bodhi_cli.embedded import embedded_postgres, embedded_redis
+from bodhi_cli.supervisor import bodhi_command, run_children
+from bodhi_shared.migrate import migrate_dsn
+from bodhi_shared.settings import PostgresSettings, RedisSettings
+
+log = logging.getLogger("bodhi")
+
+
+class ServeSettings(PostgresSettings, RedisSettings):
+    pass
+
+
+def configure_logging() -> None:
+    level = os.environ.get("BODHI_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextlib.contextmanager
+def database_and_redis(settings: ServeSettings) -> Iterator[tuple[str, str]]:
+    """The configured URLs, or embedded servers started under BODHI_HOME for the missing ones."""
+    with contextlib.ExitStack() as stack:
+        database_url = (
+            settings.database_url.get_secret_value()
+            if settings.database_url
+            else stack.enter_context(embedded_postgres(settings.home / "postgres"))
+        )
+        redis_url = (
+            settings.redis_url.get_secret_value()
+            if settings.redis_url
+            else stack.enter_context(embedded_redis(settings.home / "redis"))
+        )
+        yield database_url, redis_url
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = ServeSettings()
+    with database_and_redis(settings) as (database_url, redis_url):
+        asyncio.run(migrate_dsn(database_url))
+        env = {**os.environ, "BODHI_DATABASE_URL": database_url, "BODHI_REDIS_URL": redis_url,
+               "BODHI_MIGRATE_ON_START": "false"}
+        children = {"api": bodhi_command("api"), "remote-worker": bodhi_command("remote-worker")}
+        return run_children(children, env=env)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bodhi_api.settings import ApiSettings
+
+    settings = ApiSettings()
+    settings.require_database_url()
+    settings.require_redis_url()
+    uvicorn.run("bodhi_api.app:create_app", factory=True, host=settings.host, port=settings.port,
+                log_level=settings.log_level.lower(), access_log=False)
+    return 0
+
+
+def cmd_remote_worker(args: argparse.Namespace) -> int:
+    from bodhi_remote_worker.settings import RemoteWorkerSettings
+    from bodhi_remote_worker.worker import run_remote_worker
+
+    asyncio.run(run_remote_worker(RemoteWorkerSettings()))
+    return 0
+
+
+def cmd_local_worker(args: argparse.Namespace) -> int:
+    from bodhi_local_worker import NOT_AVAILABLE_YET
+
+    print(NOT_AVAILABLE_YET, file=sys.stderr)
+    return 2
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = ServeSettings()
+    with postgres_url(settings) as database_url:
+        applied = asyncio.run(migrate_dsn(database_url))
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+    return 0
+
+
+@contextlib.contextmanager
+def postgres_url(settings: ServeSettings) -> Iterator[str]:
+    """The configured database URL, or the embedded Postgres under BODHI_HOME."""
+    if settings.database_url:
+        yield settings.database_url.get_secret_value()
+    else:
+        with embedded_postgres(settings.home / "postgres") as url:
+            yield url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bodhi", description="Bodhi: an OpenAI-compatible LLM gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+        "serve": (cmd_serve, "run everything: API, remote worker, embedded Postgres/Redis unless URLs are set"),
+        "api": (cmd_api, "run one API replica (needs BODHI_DATABASE_URL and BODHI_REDIS_URL)"),
+        "remote-worker": (cmd_remote_worker, "run one remote worker (needs BODHI_REDIS_URL)"),
+        "local-worker": (cmd_local_worker, "run one local worker (not available yet)"),
+        "migrate": (cmd_migrate, "apply pending database migrations"),
+    }
+    for name, (handler, help_text) in commands.items():
+        sub.add_parser(name, help=help_text).set_defaults(handler=handler)
+    temporary_upstream.add_parser(sub, database_url=lambda: postgres_url(ServeSettings()))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    configure_logging()
+    args = build_parser().parse_args(argv)
+    sys.exit(args.handler(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Session fixtures: real Postgres and Redis, a fake upstream, and a gateway run as real processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis
+
+from bodhi_shared.migrate import migrate_dsn
+from tests.support.backing import create_database, drop_database, new_name, postgres_server, redis_server
+from tests.support.fake_upstream import FakeUpstream, Script, free_port
+from tests.support.processes import BodhiProcess, wait_for_workers, wait_until_serving
+
+TEST_API_KEY = "sk-test-" + "k3y" * 8  # planted: must reach the upstream and nothing else
+
+
+@pytest.fixture(scope="session")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bodhi")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(scratch: Path) -> Iterator[str]:
+    with postgres_server(scratch) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url(scratch: Path) -> Iterator[str]:
+    with redis_server(scratch) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A database of this test run's own, migrated, dropped at the end."""
+    name = new_name("bodhi_test")
+    url = await create_database(postgres_server_url, name)
+    await migrate_dsn(url)
+    yield url
+    await drop_database(postgres_server_url, name)
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A Redis namespace of this test run's own; its keys are deleted at the end."""
+    prefix = new_name("bodhitest")
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream()
+    upstream.start()
+    yield upstream
+    upstream.stop()
+
+
+@dataclass
+class Gateway:
+    base_url: str
+    api: BodhiProcess
+    worker: BodhiProcess
+    env: dict[str, str]
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def logs(self) -> str:
+        return self.api.log_text() + self.worker.log_text()
+
+
+def gateway_env(*, database_url: str, redis_url: str, redis_prefix: str, home: Path, port: int) -> dict[str, str]:
+    return {
+        "BODHI_DATABASE_URL": database_url,
+        "BODHI_REDIS_URL": redis_url,
+        "BODHI_REDIS_PREFIX": redis_prefix,
+        "BODHI_HOME": str(home),
+        "BODHI_PORT": str(port),
+        "BODHI_LOG_LEVEL": "DEBUG",
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway(database_url: str, redis_url: str, redis_prefix: str, scratch: Path) -> Iterator[Gateway]:
+    """One API process and one remote worker, on this run's database and Redis namespace."""
+    port = free_port()
+    env = gateway_env(database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix,
+                      home=scratch / "home", port=port)
+    api = BodhiProcess(["api"], env=env, log_path=scratch / "api.log")
+    worker = BodhiProcess(["remote-worker"], env=env, log_path=scratch / "remote-worker.log")
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base_url, api)
+        wait_for_workers(base_url)
+        yield Gateway(base_url=base_url, api=api, worker=worker, env=env)
+    finally:
+        api.stop()
+        worker.stop()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+RegisterUpstream = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def register_upstream(db: asyncpg.Connection, fake_upstream: FakeUpstream) -> RegisterUpstream:
+    """Register a fresh model name on the fake upstream with ``script``; returns the model name."""
+
+    async def register(script: Script | None = None, *, model: str | None = None,
+                       base_url: str | None = None) -> str:
+        name = model or f"fake-{uuid.uuid4().hex[:8]}"
+        fake_upstream.scripts[name] = script or Script()
+        await db.execute(
+            "INSERT INTO temporary_upstreams (model, base_url, api_key) VALUES ($1, $2, $3)",
+            name, base_url or fake_upstream.base_url, TEST_API_KEY,
+        )
+        return name
+
+    return register

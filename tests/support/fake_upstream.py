@@ -1,0 +1,132 @@
+"""A small, real OpenAI-compatible HTTP server on loopback, scripted per model by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Script:
+    """How the fake answers requests for one model."""
+
+    chunks: int = 3
+    delay: float = 0.0  # seconds slept before each chunk after the first
+    status: int = 200
+    error_body: dict[str, Any] | None = None
+    text: str = "tok"
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    chunk_times: list[float] = field(default_factory=list)  # time.monotonic() when each chunk was sent
+    finished_at: float | None = None
+
+
+def chunk_text(script: Script, index: int) -> str:
+    return f"{script.text}{index} "
+
+
+def completion_chunk(model: str, index: int, content: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+    }
+
+
+class FakeUpstream:
+    """Start with ``start()``; set ``scripts[model]``; read ``requests`` to see what arrived."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, Script] = {}
+        self.requests: list[RecordedRequest] = []
+        self.port = _free_port()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        app = Starlette(routes=[
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
+        ])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake upstream did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def requests_for(self, model: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.body.get("model") == model]
+
+    async def _models(self, request: Request) -> Response:
+        data = [{"id": m, "object": "model", "owned_by": "fake"} for m in sorted(self.scripts)]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def _chat(self, request: Request) -> Response:
+        body = json.loads(await request.body())
+        record = RecordedRequest(path=request.url.path, headers=dict(request.headers), body=body)
+        self.requests.append(record)
+        model = str(body.get("model"))
+        script = self.scripts.get(model, Script())
+        if script.status >= 400:
+            error = script.error_body or {"error": {"message": "scripted failure", "type": "api_error",
+                                                    "param": None, "code": None}}
+            return JSONResponse(error, status_code=script.status)
+        if body.get("stream"):
+            return StreamingResponse(self._stream(record, model, script), media_type="text/event-stream")
+        content = "".join(chunk_text(script, i) for i in range(script.chunks))
+        record.finished_at = time.monotonic()
+        return JSONResponse({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": script.chunks, "total_tokens": 5 + script.chunks},
+        })
+
+    async def _stream(self, record: RecordedRequest, model: str, script: Script) -> AsyncIterator[bytes]:
+        for i in range(script.chunks):
+            if i and script.delay:
+                await asyncio.sleep(script.delay)
+            record.chunk_times.append(time.monotonic())
+            yield f"data: {json.dumps(completion_chunk(model, i, chunk_text(script, i)))}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+        record.finished_at = time.monotonic()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+free_port = _free_port
