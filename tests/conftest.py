@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 import redis
 
@@ -98,8 +99,9 @@ def gateway_env(*, database_url: str, redis_url: str, redis_prefix: str, home: P
 def gateway(database_url: str, redis_url: str, redis_prefix: str, scratch: Path) -> Iterator[Gateway]:
     """One API process and one remote worker, on this run's database and Redis namespace."""
     port = free_port()
-    env = gateway_env(database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix,
-                      home=scratch / "home", port=port)
+    env = gateway_env(
+        database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix, home=scratch / "home", port=port
+    )
     api = BodhiProcess(["api"], env=env, log_path=scratch / "api.log")
     worker = BodhiProcess(["remote-worker"], env=env, log_path=scratch / "remote-worker.log")
     base_url = f"http://127.0.0.1:{port}"
@@ -110,6 +112,13 @@ def gateway(database_url: str, redis_url: str, redis_prefix: str, scratch: Path)
     finally:
         api.stop()
         worker.stop()
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the gateway (no credentials yet)."""
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=20) as http:
+        yield http
 
 
 @pytest.fixture
@@ -126,13 +135,14 @@ RegisterUpstream = Callable[..., Awaitable[str]]
 def register_upstream(db: asyncpg.Connection, fake_upstream: FakeUpstream) -> RegisterUpstream:
     """Register a fresh model name on the fake upstream with ``script``; returns the model name."""
 
-    async def register(script: Script | None = None, *, model: str | None = None,
-                       base_url: str | None = None) -> str:
+    async def register(script: Script | None = None, *, model: str | None = None, base_url: str | None = None) -> str:
         name = model or f"fake-{uuid.uuid4().hex[:8]}"
         fake_upstream.scripts[name] = script or Script()
         await db.execute(
             "INSERT INTO temporary_upstreams (model, base_url, api_key) VALUES ($1, $2, $3)",
-            name, base_url or fake_upstream.base_url, TEST_API_KEY,
+            name,
+            base_url or fake_upstream.base_url,
+            TEST_API_KEY,
         )
         return name
 

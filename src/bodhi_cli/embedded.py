@@ -16,7 +16,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     import pgserver  # imported here: only the embedded default needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     log.info("embedded Postgres running with data in %s", data_dir)
     try:
         yield str(server.get_uri())

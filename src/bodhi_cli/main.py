@@ -1,11 +1,11 @@
 """``bodhi``: the command line of the gateway.
 
-    bodhi serve                 everything on one machine (embedded Postgres and Redis unless URLs are set)
-    bodhi api                   one API replica
-    bodhi remote-worker         one remote worker
-    bodhi local-worker          one local worker (placeholder until local models land)
-    bodhi migrate               apply database migrations
-    bodhi temporary-upstream    register an upstream model (TEMPORARY, until API models land)
+bodhi serve                 everything on one machine (embedded Postgres and Redis unless URLs are set)
+bodhi api                   one API replica
+bodhi remote-worker         one remote worker
+bodhi local-worker          one local worker (placeholder until local models land)
+bodhi migrate               apply database migrations
+bodhi temporary-upstream    register an upstream model (TEMPORARY, until API models land)
 """
 
 from __future__ import annotations
@@ -57,8 +57,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings()
     with database_and_redis(settings) as (database_url, redis_url):
         asyncio.run(migrate_dsn(database_url))
-        env = {**os.environ, "BODHI_DATABASE_URL": database_url, "BODHI_REDIS_URL": redis_url,
-               "BODHI_MIGRATE_ON_START": "false"}
+        env = {
+            **os.environ,
+            "BODHI_DATABASE_URL": database_url,
+            "BODHI_REDIS_URL": redis_url,
+            "BODHI_MIGRATE_ON_START": "false",
+        }
         children = {"api": bodhi_command("api"), "remote-worker": bodhi_command("remote-worker")}
         return run_children(children, env=env)
 
@@ -71,8 +75,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = ApiSettings()
     settings.require_database_url()
     settings.require_redis_url()
-    uvicorn.run("bodhi_api.app:create_app", factory=True, host=settings.host, port=settings.port,
-                log_level=settings.log_level.lower(), access_log=False)
+    uvicorn.run(
+        "bodhi_api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
     return 0
 
 

@@ -50,7 +50,9 @@ async def _run(args: argparse.Namespace, url: str) -> int:
             await conn.execute(
                 "INSERT INTO temporary_upstreams (model, base_url, api_key) VALUES ($1, $2, $3)"
                 " ON CONFLICT (model) DO UPDATE SET base_url = $2, api_key = $3",
-                args.model, args.base_url.rstrip("/"), api_key,
+                args.model,
+                args.base_url.rstrip("/"),
+                api_key,
             )
             print(f"{args.model} -> {args.base_url.rstrip('/')}")
         elif args.verb == "remove":

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.conftest import TEST_API_KEY, Gateway, RegisterUpstream
-from tests.support.fake_upstream import FakeUpstream, Script, chunk_text
+from tests.support.fake_upstream import FakeUpstream, Script, chunk_text, free_port
 
 
 async def test_openai_sdk_streams_chunks_as_they_arrive(
@@ -37,9 +37,7 @@ async def test_openai_sdk_streams_chunks_as_they_arrive(
     assert first_at < sent.chunk_times[-1] - 0.8
 
 
-async def test_stream_false_returns_one_chat_completion(
-    gateway: Gateway, register_upstream: RegisterUpstream
-) -> None:
+async def test_stream_false_returns_one_chat_completion(gateway: Gateway, register_upstream: RegisterUpstream) -> None:
     script = Script(chunks=4)
     model = await register_upstream(script)
     client = openai.AsyncOpenAI(base_url=gateway.openai_base_url, api_key="unused-until-auth")
@@ -52,12 +50,16 @@ async def test_stream_false_returns_one_chat_completion(
 
 
 async def test_request_reaches_upstream_with_key_and_fields(
-    gateway: Gateway, fake_upstream: FakeUpstream, register_upstream: RegisterUpstream
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream, register_upstream: RegisterUpstream
 ) -> None:
     model = await register_upstream()
-    body = {"model": model, "messages": [{"role": "user", "content": "x"}], "temperature": 0.25,
-            "some_unknown_field": {"kept": True}}
-    response = httpx.post(f"{gateway.openai_base_url}/chat/completions", json=body, timeout=10)
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "x"}],
+        "temperature": 0.25,
+        "some_unknown_field": {"kept": True},
+    }
+    response = await client.post("/v1/chat/completions", json=body)
 
     assert response.status_code == 200
     seen = fake_upstream.requests_for(model)[0]
@@ -77,8 +79,12 @@ async def test_request_reaches_upstream_with_key_and_fields(
 def test_malformed_requests_get_400_in_openai_shape(
     gateway: Gateway, content: bytes, status: int, param: str | None
 ) -> None:
-    response = httpx.post(f"{gateway.openai_base_url}/chat/completions", content=content,
-                          headers={"Content-Type": "application/json"}, timeout=10)
+    response = httpx.post(
+        f"{gateway.openai_base_url}/chat/completions",
+        content=content,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
 
     assert response.status_code == status
     error = response.json()["error"]
@@ -87,10 +93,9 @@ def test_malformed_requests_get_400_in_openai_shape(
     assert error["param"] == param
 
 
-async def test_unknown_model_is_404_with_a_hint(gateway: Gateway, register_upstream: RegisterUpstream) -> None:
+async def test_unknown_model_is_404_with_a_hint(client: httpx.AsyncClient, register_upstream: RegisterUpstream) -> None:
     model = await register_upstream(model="gpt-hint-target-4o")
-    response = httpx.post(f"{gateway.openai_base_url}/chat/completions", timeout=10,
-                          json={"model": "gpt-hint-target-4", "messages": []})
+    response = await client.post("/v1/chat/completions", json={"model": "gpt-hint-target-4", "messages": []})
 
     assert response.status_code == 404
     error = response.json()["error"]
@@ -99,8 +104,11 @@ async def test_unknown_model_is_404_with_a_hint(gateway: Gateway, register_upstr
 
 
 def test_unknown_model_without_close_name_has_no_hint(gateway: Gateway) -> None:
-    response = httpx.post(f"{gateway.openai_base_url}/chat/completions", timeout=10,
-                          json={"model": "zzzz-nothing-like-it", "messages": []})
+    response = httpx.post(
+        f"{gateway.openai_base_url}/chat/completions",
+        timeout=10,
+        json={"model": "zzzz-nothing-like-it", "messages": []},
+    )
 
     assert response.status_code == 404
     assert "Did you mean" not in response.json()["error"]["message"]
@@ -108,24 +116,26 @@ def test_unknown_model_without_close_name_has_no_hint(gateway: Gateway) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_upstream_error_before_first_byte_keeps_status_and_body(
-    gateway: Gateway, register_upstream: RegisterUpstream, stream: bool
+    client: httpx.AsyncClient, register_upstream: RegisterUpstream, stream: bool
 ) -> None:
-    upstream_error = {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                                "param": None, "code": "invalid_api_key"}}
+    upstream_error = {
+        "error": {
+            "message": "Incorrect API key provided",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
     model = await register_upstream(Script(status=401, error_body=upstream_error))
-    response = httpx.post(f"{gateway.openai_base_url}/chat/completions", timeout=10,
-                          json={"model": model, "messages": [], "stream": stream})
+    response = await client.post("/v1/chat/completions", json={"model": model, "messages": [], "stream": stream})
 
     assert response.status_code == 401
     assert response.json() == upstream_error
 
 
-async def test_unreachable_upstream_is_502(gateway: Gateway, register_upstream: RegisterUpstream) -> None:
-    from tests.support.fake_upstream import free_port
-
+async def test_unreachable_upstream_is_502(client: httpx.AsyncClient, register_upstream: RegisterUpstream) -> None:
     model = await register_upstream(base_url=f"http://127.0.0.1:{free_port()}/v1")
-    response = httpx.post(f"{gateway.openai_base_url}/chat/completions", timeout=10,
-                          json={"model": model, "messages": []})
+    response = await client.post("/v1/chat/completions", json={"model": model, "messages": []})
 
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_unreachable"
@@ -154,8 +164,10 @@ def test_health_reports_dependencies_and_workers(gateway: Gateway) -> None:
     assert health.json()["workers"]["remote"] >= 1
 
 
-async def test_the_key_never_reaches_logs(gateway: Gateway, register_upstream: RegisterUpstream) -> None:
+async def test_the_key_never_reaches_logs(
+    gateway: Gateway, client: httpx.AsyncClient, register_upstream: RegisterUpstream
+) -> None:
     model = await register_upstream(Script(status=401))
-    httpx.post(f"{gateway.openai_base_url}/chat/completions", json={"model": model, "messages": []}, timeout=10)
+    await client.post("/v1/chat/completions", json={"model": model, "messages": []})
 
     assert TEST_API_KEY not in gateway.logs()

@@ -19,14 +19,21 @@ async def test_no_worker_gives_503_within_the_pickup_timeout(
     model = await register_upstream()
     port = free_port()
     # A namespace of its own: no worker consumes this queue.
-    env = gateway_env(database_url=database_url, redis_url=redis_url, redis_prefix=new_name("bodhitest-lonely"),
-                      home=scratch / "lonely", port=port) | {"BODHI_PICKUP_TIMEOUT": "1"}
+    env = gateway_env(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=new_name("bodhitest-lonely"),
+        home=scratch / "lonely",
+        port=port,
+    ) | {"BODHI_PICKUP_TIMEOUT": "1"}
     api = BodhiProcess(["api"], env=env, log_path=scratch / "lonely-api.log")
     try:
         wait_until_serving(f"http://127.0.0.1:{port}", api)
         started = time.monotonic()
-        response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=10,
-                              json={"model": model, "messages": [], "stream": True})
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": model, "messages": [], "stream": True}
+            )
         elapsed = time.monotonic() - started
     finally:
         api.stop()

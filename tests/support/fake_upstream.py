@@ -44,7 +44,10 @@ def chunk_text(script: Script, index: int) -> str:
 
 def completion_chunk(model: str, index: int, content: str) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model,
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
         "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
     }
 
@@ -64,10 +67,12 @@ class FakeUpstream:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> None:
-        app = Starlette(routes=[
-            Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            Route("/v1/models", self._models, methods=["GET"]),
-        ])
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -98,19 +103,26 @@ class FakeUpstream:
         model = str(body.get("model"))
         script = self.scripts.get(model, Script())
         if script.status >= 400:
-            error = script.error_body or {"error": {"message": "scripted failure", "type": "api_error",
-                                                    "param": None, "code": None}}
+            error = script.error_body or {
+                "error": {"message": "scripted failure", "type": "api_error", "param": None, "code": None}
+            }
             return JSONResponse(error, status_code=script.status)
         if body.get("stream"):
             return StreamingResponse(self._stream(record, model, script), media_type="text/event-stream")
         content = "".join(chunk_text(script, i) for i in range(script.chunks))
         record.finished_at = time.monotonic()
-        return JSONResponse({
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": script.chunks, "total_tokens": 5 + script.chunks},
-        })
+        return JSONResponse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 5, "completion_tokens": script.chunks, "total_tokens": 5 + script.chunks},
+            }
+        )
 
     async def _stream(self, record: RecordedRequest, model: str, script: Script) -> AsyncIterator[bytes]:
         for i in range(script.chunks):

@@ -22,8 +22,9 @@ class BodhiProcess:
     def __init__(self, args: Sequence[str], *, env: Mapping[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.popen = subprocess.Popen(bodhi(*args), env={**os.environ, **env}, stdout=self._log,
-                                      stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(
+            bodhi(*args), env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def log_text(self) -> str:
         self._log.flush()

@@ -36,9 +36,7 @@ class BodhiError(Exception):
 
     def to_body(self) -> dict[str, Any]:
         """The OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
-        return {
-            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
-        }
+        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_body()).encode()

@@ -25,8 +25,7 @@ async def beat(redis: Redis, keys: RedisKeys, *, kind: str, worker_id: str, queu
     info_key = keys.worker_info(worker_id)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zadd(keys.workers(kind), {worker_id: time.time()})
-        pipe.hset(info_key, mapping={"kind": kind, "queue": queue, "host": socket.gethostname(),
-                                     "pid": os.getpid()})
+        pipe.hset(info_key, mapping={"kind": kind, "queue": queue, "host": socket.gethostname(), "pid": os.getpid()})
         pipe.pexpire(info_key, int(ttl * 1000))
         await pipe.execute()
 

@@ -18,7 +18,7 @@ MIGRATION_LOCK_ID = 0x0B0D41
 def available_migrations() -> list[tuple[str, str]]:
     """(version, sql) pairs in version order, read from the package's ``migrations`` folder."""
     folder = resources.files("bodhi_shared.migrations")
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 

@@ -24,14 +24,18 @@ def arq_settings(redis_url: str) -> ArqRedisSettings:
 
 async def create_queue_pool(redis_url: str) -> ArqRedis:
     """An arq pool (a redis client) that enqueues msgpack jobs."""
-    pool: ArqRedis = await create_pool(
-        arq_settings(redis_url), job_serializer=pack, job_deserializer=unpack
-    )
+    pool: ArqRedis = await create_pool(arq_settings(redis_url), job_serializer=pack, job_deserializer=unpack)
     return pool
 
 
 async def enqueue_job(
-    pool: ArqRedis, *, queue: str, wake_channel: str, function: str, payload: dict[str, Any], job_id: str,
+    pool: ArqRedis,
+    *,
+    queue: str,
+    wake_channel: str,
+    function: str,
+    payload: dict[str, Any],
+    job_id: str,
     expires_s: float,
 ) -> None:
     """Put one job on ``queue`` and wake the idle workers of that queue."""
@@ -45,7 +49,7 @@ async def withdraw_job(pool: ArqRedis, *, queue: str, job_id: str) -> bool:
     return removed == 1
 
 
-class WakeableWorker(Worker):  # type: ignore[misc]
+class WakeableWorker(Worker):
     """An arq worker that polls as soon as a message arrives on its queue's wake channel."""
 
     def __init__(self, *args: Any, wake_channel: str, **kwargs: Any) -> None:
@@ -81,7 +85,7 @@ class WakeableWorker(Worker):  # type: ignore[misc]
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _listen_for_wakes(self, pubsub: Any) -> None:
         async for message in pubsub.listen():

@@ -20,7 +20,13 @@ class NoWorkerPickedUp(ServiceUnavailable):
 
 
 async def dispatch_chat(
-    hub: StreamHub, queue_pool: ArqRedis, keys: RedisKeys, job: ChatJob, *, model: str, pickup_timeout: float,
+    hub: StreamHub,
+    queue_pool: ArqRedis,
+    keys: RedisKeys,
+    job: ChatJob,
+    *,
+    model: str,
+    pickup_timeout: float,
     idle_timeout: float,
 ) -> Relay:
     """Subscribe, enqueue, wait for a worker's STARTED and the first content event; return the relay."""
@@ -28,8 +34,13 @@ async def dispatch_chat(
     try:
         queue = keys.remote_queue
         await enqueue_job(
-            queue_pool, queue=queue, wake_channel=keys.wake_channel(queue), function=CHAT_COMPLETION_FUNCTION,
-            payload=job.to_wire(), job_id=job.request_id, expires_s=pickup_timeout + 60,
+            queue_pool,
+            queue=queue,
+            wake_channel=keys.wake_channel(queue),
+            function=CHAT_COMPLETION_FUNCTION,
+            payload=job.to_wire(),
+            job_id=job.request_id,
+            expires_s=pickup_timeout + 60,
         )
         try:
             started = await subscription.next_event(pickup_timeout)

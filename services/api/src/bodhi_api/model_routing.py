@@ -20,9 +20,7 @@ class Route:
 
 
 async def resolve_model(db: asyncpg.Pool, name: str) -> Route:
-    row = await db.fetchrow(
-        "SELECT model, base_url, api_key FROM temporary_upstreams WHERE model = $1", name
-    )
+    row = await db.fetchrow("SELECT model, base_url, api_key FROM temporary_upstreams WHERE model = $1", name)
     if row is None:
         raise ModelNotFound(await _not_found_message(db, name), param="model")
     upstream = Upstream(base_url=row["base_url"], api_key=row["api_key"], model=row["model"])

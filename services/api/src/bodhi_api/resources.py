@@ -35,8 +35,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
                 await migrate(conn)
         redis = await create_queue_pool(settings.require_redis_url())
         keys = settings.redis_keys
-        hub = StreamHub(redis, idle_channel=f"{keys.namespace}:api:idle",
-                        buffer_limit=settings.stream_buffer_limit)
+        hub = StreamHub(redis, idle_channel=f"{keys.namespace}:api:idle", buffer_limit=settings.stream_buffer_limit)
         await hub.start()
         try:
             yield Resources(settings=settings, keys=keys, db=db, redis=redis, hub=hub)

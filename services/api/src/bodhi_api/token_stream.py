@@ -47,10 +47,10 @@ class Subscription:
             raw = _OVERFLOW
         self._queue.put_nowait(raw)
 
-    async def next_event(self, timeout: float) -> StreamEvent:
-        """The next event; ``TimeoutError`` after ``timeout`` seconds of silence."""
-        raw = await asyncio.wait_for(self._queue.get(), timeout)
-        if raw is _OVERFLOW or raw == _OVERFLOW:
+    async def next_event(self, wait_s: float) -> StreamEvent:
+        """The next event; ``TimeoutError`` after ``wait_s`` seconds of silence."""
+        raw = await asyncio.wait_for(self._queue.get(), wait_s)
+        if raw == _OVERFLOW:
             raise ClientTooSlow(f"The client read too slowly: more than {self._limit} events were waiting.")
         return StreamEvent.decode(raw)
 
@@ -79,7 +79,7 @@ class StreamHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         if self._pubsub is not None:
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _listen(self, pubsub: PubSub) -> None:
         async for message in pubsub.listen():
@@ -161,9 +161,7 @@ class Relay:
             return StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
 
 
-async def first_content_event(
-    subscription: Subscription, *, idle_timeout: float, received: StreamEvent
-) -> StreamEvent:
+async def first_content_event(subscription: Subscription, *, idle_timeout: float, received: StreamEvent) -> StreamEvent:
     """The first event after STARTED (``received`` if it is already one); an error there becomes an exception,
     so the client gets a plain error response with the right status instead of a stream."""
     event = received

@@ -31,12 +31,10 @@ def map_httpx_errors(upstream: Upstream) -> Iterator[None]:
 
 
 def _request(client: httpx.AsyncClient, upstream: Upstream, body: bytes) -> httpx.Request:
-    return client.build_request(
-        "POST",
-        f"{upstream.base_url}/chat/completions",
-        content=body,
-        headers={"Authorization": f"Bearer {upstream.api_key}", "Content-Type": "application/json"},
-    )
+    headers = {"Content-Type": "application/json"}
+    if upstream.api_key:  # an empty key means a keyless upstream; "Bearer " alone is an invalid header
+        headers["Authorization"] = f"Bearer {upstream.api_key}"
+    return client.build_request("POST", f"{upstream.base_url}/chat/completions", content=body, headers=headers)
 
 
 async def stream_chat(client: httpx.AsyncClient, upstream: Upstream, body: bytes) -> AsyncIterator[bytes]:
@@ -49,7 +47,7 @@ async def stream_chat(client: httpx.AsyncClient, upstream: Upstream, body: bytes
             async for line in response.aiter_lines():
                 if not line.startswith(SSE_DATA):
                     continue  # comments (": keep-alive"), event names, blank separators
-                payload = line[len(SSE_DATA):].strip()
+                payload = line[len(SSE_DATA) :].strip()
                 if payload == SSE_DONE:
                     return
                 yield payload.encode()

@@ -65,12 +65,15 @@ async def run_remote_worker(settings: RemoteWorkerSettings) -> None:
     log.info("remote worker %s consuming %s", worker_id, keys.remote_queue)
     try:
         async with heartbeating(
-            pool, keys,
-            kind=REMOTE_WORKER_KIND, worker_id=worker_id, queue=keys.remote_queue,
-            interval=settings.heartbeat_interval, ttl=settings.heartbeat_ttl,
+            pool,
+            keys,
+            kind=REMOTE_WORKER_KIND,
+            worker_id=worker_id,
+            queue=keys.remote_queue,
+            interval=settings.heartbeat_interval,
+            ttl=settings.heartbeat_ttl,
         ):
             with contextlib.suppress(asyncio.CancelledError):
                 await main
     finally:
         await worker.close()
-

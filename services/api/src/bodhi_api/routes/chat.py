@@ -33,8 +33,13 @@ async def chat_completions(request: Request, resources: ResourcesDep, request_id
         pickup_deadline=time.time() + settings.pickup_timeout,
     )
     relay = await dispatch_chat(
-        resources.hub, resources.redis, resources.keys, job, model=chat.model,
-        pickup_timeout=settings.pickup_timeout, idle_timeout=settings.stream_idle_timeout,
+        resources.hub,
+        resources.redis,
+        resources.keys,
+        job,
+        model=chat.model,
+        pickup_timeout=settings.pickup_timeout,
+        idle_timeout=settings.stream_idle_timeout,
     )
     if chat.stream:
         return StreamingResponse(relay.sse(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -30,8 +30,7 @@ async def health(resources: ResourcesDep) -> JSONResponse:
         for kind in (REMOTE_WORKER_KIND, LOCAL_WORKER_KIND):
             workers[kind] = len(await live_workers(resources.redis, resources.keys, kind=kind, ttl=ttl))
     healthy = postgres == "ok" and redis == "ok"
-    body = {"status": "ok" if healthy else "unavailable", "postgres": postgres, "redis": redis,
-            "workers": workers}
+    body = {"status": "ok" if healthy else "unavailable", "postgres": postgres, "redis": redis, "workers": workers}
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 
