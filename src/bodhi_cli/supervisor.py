@@ -27,7 +27,10 @@ def run_children(commands: Mapping[str, Sequence[str]], *, env: Mapping[str, str
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop_requested.append(signum)
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # The handlers stay installed after the children stop: a second Ctrl-C must not interrupt the caller
+    # while it saves and stops the embedded Redis and Postgres.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     exit_code = 0
     try:
         while not stop_requested:
@@ -40,8 +43,6 @@ def run_children(commands: Mapping[str, Sequence[str]], *, env: Mapping[str, str
                     break
             time.sleep(0.2)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         stop_children(children)
     return exit_code
 
