@@ -15,9 +15,10 @@ import redis
 from bodhi_shared.migrate import migrate_dsn
 from tests.support.backing import create_database, drop_database, new_name, postgres_server, redis_server
 from tests.support.fake_upstream import FakeUpstream, Script, free_port
-from tests.support.processes import BodhiProcess, wait_for_workers, wait_until_serving
+from tests.support.processes import BodhiProcess, create_user_and_token, wait_for_workers, wait_until_serving
 
 TEST_API_KEY = "sk-test-" + "k3y" * 8  # planted: must reach the upstream and nothing else
+ADMIN_PASSWORD = "admin-pa55word-planted"  # planted: must appear in no response and no log
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +76,12 @@ class Gateway:
     api: BodhiProcess
     worker: BodhiProcess
     env: dict[str, str]
+    admin_username: str
+    admin_token: str  # an admin's token with scope power_user
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     @property
     def openai_base_url(self) -> str:
@@ -108,7 +115,9 @@ def gateway(database_url: str, redis_url: str, redis_prefix: str, scratch: Path)
     try:
         wait_until_serving(base_url, api)
         wait_for_workers(base_url)
-        yield Gateway(base_url=base_url, api=api, worker=worker, env=env)
+        admin = new_name("admin")
+        token = create_user_and_token(env, username=admin, password=ADMIN_PASSWORD)
+        yield Gateway(base_url=base_url, api=api, worker=worker, env=env, admin_username=admin, admin_token=token)
     finally:
         api.stop()
         worker.stop()
@@ -116,8 +125,8 @@ def gateway(database_url: str, redis_url: str, redis_prefix: str, scratch: Path)
 
 @pytest.fixture
 async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the gateway (no credentials yet)."""
-    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=20) as http:
+    """An HTTP client on the gateway with the admin's token (scope power_user)."""
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=20, headers=gateway.auth_headers) as http:
         yield http
 
 

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
-from bodhi_cli import temporary_upstream
+from bodhi_cli import accounts, temporary_upstream
 from bodhi_cli.embedded import embedded_postgres, embedded_redis
 from bodhi_cli.supervisor import bodhi_command, run_children
 from bodhi_shared.migrate import migrate_dsn
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (handler, help_text) in commands.items():
         sub.add_parser(name, help=help_text).set_defaults(handler=handler)
     temporary_upstream.add_parser(sub, database_url=lambda: postgres_url(ServeSettings()))
+    accounts.add_parsers(sub, database_url=lambda: postgres_url(ServeSettings()))
     return parser
 
 

@@ -17,7 +17,7 @@ async def test_openai_sdk_streams_chunks_as_they_arrive(
 ) -> None:
     script = Script(chunks=5, delay=0.3)
     model = await register_upstream(script)
-    client = openai.AsyncOpenAI(base_url=gateway.openai_base_url, api_key="unused-until-auth")
+    client = openai.AsyncOpenAI(base_url=gateway.openai_base_url, api_key=gateway.admin_token)
 
     stream = await client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "hi"}], stream=True
@@ -40,7 +40,7 @@ async def test_openai_sdk_streams_chunks_as_they_arrive(
 async def test_stream_false_returns_one_chat_completion(gateway: Gateway, register_upstream: RegisterUpstream) -> None:
     script = Script(chunks=4)
     model = await register_upstream(script)
-    client = openai.AsyncOpenAI(base_url=gateway.openai_base_url, api_key="unused-until-auth")
+    client = openai.AsyncOpenAI(base_url=gateway.openai_base_url, api_key=gateway.admin_token)
 
     completion = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
     await client.close()
@@ -82,7 +82,7 @@ def test_malformed_requests_get_400_in_openai_shape(
     response = httpx.post(
         f"{gateway.openai_base_url}/chat/completions",
         content=content,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **gateway.auth_headers},
         timeout=10,
     )
 
@@ -107,6 +107,7 @@ def test_unknown_model_without_close_name_has_no_hint(gateway: Gateway) -> None:
     response = httpx.post(
         f"{gateway.openai_base_url}/chat/completions",
         timeout=10,
+        headers=gateway.auth_headers,
         json={"model": "zzzz-nothing-like-it", "messages": []},
     )
 

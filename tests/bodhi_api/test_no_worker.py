@@ -7,14 +7,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import RegisterUpstream, gateway_env
+from tests.conftest import Gateway, RegisterUpstream, gateway_env
 from tests.support.backing import new_name
 from tests.support.fake_upstream import free_port
 from tests.support.processes import BodhiProcess, wait_until_serving
 
 
 async def test_no_worker_gives_503_within_the_pickup_timeout(
-    database_url: str, redis_url: str, scratch: Path, register_upstream: RegisterUpstream
+    gateway: Gateway, database_url: str, redis_url: str, scratch: Path, register_upstream: RegisterUpstream
 ) -> None:
     model = await register_upstream()
     port = free_port()
@@ -30,7 +30,7 @@ async def test_no_worker_gives_503_within_the_pickup_timeout(
     try:
         wait_until_serving(f"http://127.0.0.1:{port}", api)
         started = time.monotonic()
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=10, headers=gateway.auth_headers) as http:
             response = await http.post(
                 f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": model, "messages": [], "stream": True}
             )

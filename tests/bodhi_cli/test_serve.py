@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +13,7 @@ from bodhi_shared.migrate import available_migrations
 from tests.conftest import gateway_env
 from tests.support.backing import create_database, drop_database, new_name
 from tests.support.fake_upstream import FakeUpstream, free_port
-from tests.support.processes import BodhiProcess, bodhi, wait_for_workers, wait_until_serving
+from tests.support.processes import BodhiProcess, create_user_and_token, run_bodhi, wait_for_workers, wait_until_serving
 
 EMBEDDED_TIMEOUT = 60
 
@@ -25,14 +24,11 @@ def embedded_env(home: Path, port: int) -> dict[str, str]:
     return env | {"BODHI_HOME": str(home), "BODHI_PORT": str(port)}
 
 
-def run_bodhi(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(bodhi(*args), env=env, capture_output=True, text=True, check=True, timeout=60)
-
-
-def chat(base_url: str, model: str) -> httpx.Response:
+def chat(base_url: str, model: str, token: str) -> httpx.Response:
     return httpx.post(
         f"{base_url}/v1/chat/completions",
         timeout=20,
+        headers={"Authorization": f"Bearer {token}"},
         json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
     )
 
@@ -48,14 +44,9 @@ def test_serve_runs_everything_embedded_and_keeps_data_across_restarts(
     try:
         wait_until_serving(base_url, serve, timeout=EMBEDDED_TIMEOUT)
         wait_for_workers(base_url)
-        subprocess.run(
-            [*bodhi("temporary-upstream", "add", "kept-model", "--base-url", fake_upstream.base_url)],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=EMBEDDED_TIMEOUT,
-        )
-        first = chat(base_url, "kept-model")
+        run_bodhi("temporary-upstream", "add", "kept-model", "--base-url", fake_upstream.base_url, env=env)
+        token = create_user_and_token(env, username="keeper", password="keeper-password")
+        first = chat(base_url, "kept-model", token)
         assert first.status_code == 200, first.text
     finally:
         first_exit = serve.stop()
@@ -66,7 +57,7 @@ def test_serve_runs_everything_embedded_and_keeps_data_across_restarts(
     try:
         wait_until_serving(base_url, serve, timeout=EMBEDDED_TIMEOUT)
         wait_for_workers(base_url)
-        response = chat(base_url, "kept-model")
+        response = chat(base_url, "kept-model", token)  # the user, token and upstream all survived
     finally:
         second_exit = serve.stop()
     assert response.status_code == 200, response.text

@@ -69,3 +69,22 @@ def wait_for_workers(base_url: str, *, kind: str = "remote", count: int = 1, tim
             return
         time.sleep(0.1)
     raise RuntimeError(f"fewer than {count} {kind} worker(s) seen at {base_url}/health")
+
+
+def run_bodhi(*args: str, env: Mapping[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run a short ``bodhi`` command to completion; raise with its output if it fails."""
+    done = subprocess.run(
+        bodhi(*args), env={**os.environ, **env}, input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bodhi {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def create_user_and_token(
+    env: Mapping[str, str], *, username: str, password: str, role: str = "admin", scope: str = "power_user"
+) -> str:
+    """Create a user and an API token for it with the CLI; return the token."""
+    run_bodhi("users", "create", username, "--role", role, "--password-stdin", env=env, stdin=password + "\n")
+    created = run_bodhi("tokens", "create", "--user", username, "--scope", scope, env=env)
+    return created.stdout.strip().splitlines()[-1]

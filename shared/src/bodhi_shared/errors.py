@@ -8,7 +8,10 @@
     └── UpstreamError               upstream failures, relayed by remote workers
         ├── UpstreamHTTPError       the provider answered with an error status (status and body kept)
         ├── UpstreamUnreachable     502 connection refused, DNS failure
-        └── UpstreamTimeout         504 connect, first byte or idle timeout
+        ├── UpstreamTimeout         504 connect, first byte or idle timeout
+        └── ProviderCheckFailed     502 (504 on a timeout) checking an API model's provider failed; code says why:
+                                    invalid_api_key, network_error, connection_failed, model_not_found,
+                                    rate_limit_exceeded
 
 Services raise these; only the API's exception handlers turn them into responses, and only workers turn them
 into error events (``contract.StreamEvent.error``).
@@ -26,6 +29,7 @@ class BodhiError(Exception):
     status_code: int = 500
     error_type: str = "api_error"
     code: str | None = None
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -106,6 +110,20 @@ class UpstreamTimeout(UpstreamError):
 
     status_code = 504
     code = "upstream_timeout"
+
+
+class ProviderCheckFailed(UpstreamError):
+    """Listing a provider's models or sending it a test request failed.
+
+    ``message`` opens with the phrase the product shows ("Invalid API key", "Network error", "Connection failed",
+    "Model not found", "Rate limit exceeded"), ``code`` is the matching stable code, and ``upstream_status`` is
+    the provider's HTTP status when it answered at all. The message never holds the API key.
+    """
+
+    def __init__(self, message: str, *, code: str, status_code: int = 502, upstream_status: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status_code = status_code
+        self.upstream_status = upstream_status
 
 
 def relayable_error_body(status_code: int, body: bytes) -> bytes:

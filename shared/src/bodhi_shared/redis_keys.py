@@ -36,3 +36,15 @@ class RedisKeys:
     def worker_info(self, worker_id: str) -> str:
         """Hash describing one worker (kind, host, pid, queue); expires with its heartbeat."""
         return f"{self.namespace}:worker:{worker_id}"
+
+    def session(self, digest: str) -> str:
+        """A browser session (keyed by the SHA-256 of its id) -> user id; expires."""
+        return f"{self.namespace}:session:{digest}"
+
+    def user_sessions(self, user_id: str) -> str:
+        """Set of the session digests of one user, so all can be ended at once."""
+        return f"{self.namespace}:user-sessions:{user_id}"
+
+    def login_failures(self, username: str, client: str) -> str:
+        """Count of failed logins for a username from one client address; expires with its window."""
+        return f"{self.namespace}:login-failures:{username}:{client}"

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from bodhi_api.error_handlers import install_error_handlers
 from bodhi_api.request_id import RequestIdMiddleware
 from bodhi_api.resources import open_resources
-from bodhi_api.routes import chat, health
+from bodhi_api.routes import auth, chat, health, models, setup, tokens, users
 from bodhi_api.settings import ApiSettings
 
 
@@ -26,6 +26,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(title="Bodhi", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(health.router)
-    app.include_router(chat.router)
+    for module in (health, setup, auth, users, tokens, models, chat):
+        app.include_router(module.router)
     return app

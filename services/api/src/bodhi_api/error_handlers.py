@@ -15,7 +15,7 @@ JSON = "application/json"
 
 
 def error_response(exc: BodhiError) -> Response:
-    return Response(exc.to_json(), status_code=exc.status_code, media_type=JSON)
+    return Response(exc.to_json(), status_code=exc.status_code, media_type=JSON, headers=exc.headers)
 
 
 async def handle_bodhi_error(request: Request, exc: Exception) -> Response:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from arq import ArqRedis
@@ -16,6 +19,8 @@ from bodhi_shared.postgres import create_pool
 from bodhi_shared.queue import create_queue_pool
 from bodhi_shared.redis_keys import RedisKeys
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Resources:
@@ -24,6 +29,21 @@ class Resources:
     db: asyncpg.Pool
     redis: ArqRedis  # one client for queueing, publishing and heartbeat reads
     hub: StreamHub
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run bookkeeping off the request path (e.g. ``last_used_at``); failures are logged, not raised."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background task failed: %r", task.exception())
+
+    async def drain(self) -> None:
+        await asyncio.gather(*self._background, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
@@ -37,9 +57,11 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         keys = settings.redis_keys
         hub = StreamHub(redis, idle_channel=f"{keys.namespace}:api:idle", buffer_limit=settings.stream_buffer_limit)
         await hub.start()
+        resources = Resources(settings=settings, keys=keys, db=db, redis=redis, hub=hub)
         try:
-            yield Resources(settings=settings, keys=keys, db=db, redis=redis, hub=hub)
+            yield resources
         finally:
+            await resources.drain()
             await hub.stop()
             await redis.aclose()
     finally:

@@ -6,6 +6,7 @@ import time
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from bodhi_api.auth.principal import AnyUser
 from bodhi_api.deps import RequestIdDep, ResourcesDep
 from bodhi_api.dispatch import dispatch_chat
 from bodhi_api.model_routing import resolve_model
@@ -19,7 +20,9 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(request: Request, resources: ResourcesDep, request_id: RequestIdDep) -> Response:
+async def chat_completions(
+    request: Request, principal: AnyUser, resources: ResourcesDep, request_id: RequestIdDep
+) -> Response:
     chat, body = parse_chat_request(await request.body())
     route = await resolve_model(resources.db, chat.model)
     body["model"] = route.upstream.model

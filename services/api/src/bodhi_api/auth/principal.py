@@ -1,0 +1,84 @@
+"""Who is calling: a bearer API token or a browser session, resolved once per request; and what they may do."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+
+from bodhi_api.auth.api_tokens import parse_token
+from bodhi_api.auth.roles import Role
+from bodhi_api.auth.sessions import COOKIE_NAME, session_user_id
+from bodhi_api.auth.tokens import now_utc, touch_last_used, verify_token
+from bodhi_api.auth.users import User, find_user
+from bodhi_api.deps import ResourcesDep
+from bodhi_api.http_errors import CrossOriginRefused, NotAuthenticated, PermissionDenied
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_HOW_TO = "Send `Authorization: Bearer <token>` (create one with POST /bodhi/v1/tokens) or log in."
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: User
+    via: Literal["token", "session"]
+    token_id: uuid.UUID | None = None
+
+
+def check_same_origin(request: Request) -> None:
+    """Refuse a cookie-carrying state change that a browser says came from another site."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise CrossOriginRefused("Cross-site requests may not change state with a session cookie.")
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise CrossOriginRefused(f"Requests from origin {origin} may not change state with a session cookie.")
+
+
+async def authenticate(request: Request, resources: ResourcesDep) -> Principal:
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        return await _from_bearer(resources, authorization)
+    session_id = request.cookies.get(COOKIE_NAME)
+    if session_id:
+        user_id = await session_user_id(resources.redis, resources.keys, session_id)
+        user = await find_user(resources.db, user_id) if user_id else None
+        if user is None:
+            raise NotAuthenticated(f"Your session has ended. {_HOW_TO}")
+        if request.method not in SAFE_METHODS:
+            check_same_origin(request)
+        return Principal(user=user, via="session")
+    raise NotAuthenticated(f"Missing credentials. {_HOW_TO}")
+
+
+async def _from_bearer(resources: ResourcesDep, authorization: str) -> Principal:
+    scheme, _, credential = authorization.partition(" ")
+    parsed = parse_token(credential.strip()) if scheme.lower() == "bearer" else None
+    verified = await verify_token(resources.db, parsed) if parsed else None
+    if verified is None:
+        raise NotAuthenticated(f"Invalid, inactive or deleted API token. {_HOW_TO}")
+    if verified.needs_last_used_update(now_utc()):
+        resources.spawn(touch_last_used(resources.db, verified.token_id))
+    return Principal(user=verified.user, via="token", token_id=verified.token_id)
+
+
+def require(role: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting callers whose (effective) role is at least ``role``."""
+
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.user.role.at_least(role):
+            raise PermissionDenied(
+                f"This needs the role `{role.value}` or higher; yours is `{principal.user.role.value}`."
+            )
+        return principal
+
+    return dependency
+
+
+AnyUser = Annotated[Principal, Depends(require(Role.USER))]
+PowerUser = Annotated[Principal, Depends(require(Role.POWER_USER))]
+Manager = Annotated[Principal, Depends(require(Role.MANAGER))]

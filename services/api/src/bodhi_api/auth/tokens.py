@@ -1,0 +1,107 @@
+"""API tokens in Postgres: issue, list, update, delete, and verify a presented token."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from bodhi_api.auth.api_tokens import ParsedToken, new_token, parse_token
+from bodhi_api.auth.roles import Role, TokenScope, lower_of
+from bodhi_api.auth.users import User
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    token_id: uuid.UUID
+    user: User  # with the token's effective role: the lower of its scope and its owner's role
+    last_used_at: datetime | None
+
+    def needs_last_used_update(self, now: datetime) -> bool:
+        return self.last_used_at is None or now - self.last_used_at >= LAST_USED_RESOLUTION
+
+
+def public_token(row: asyncpg.Record) -> dict[str, object]:
+    return {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "scope": row["scope"],
+        "status": row["status"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "last_used_at": row["last_used_at"].isoformat() if row["last_used_at"] else None,
+    }
+
+
+async def issue_token(db: asyncpg.Pool, *, user_id: uuid.UUID, name: str, scope: TokenScope) -> tuple[str, str]:
+    """Create a token; returns (id, the token itself). The token is never stored or shown again."""
+    token = new_token()
+    parsed = parse_token(token)
+    assert parsed is not None
+    token_id = await db.fetchval(
+        "INSERT INTO api_tokens (user_id, name, scope, lookup_prefix, token_hash) VALUES ($1, $2, $3, $4, $5)"
+        " RETURNING id",
+        user_id,
+        name,
+        scope.value,
+        parsed.lookup_prefix,
+        parsed.token_hash,
+    )
+    return str(token_id), token
+
+
+async def verify_token(db: asyncpg.Pool, parsed: ParsedToken) -> VerifiedToken | None:
+    rows = await db.fetch(
+        "SELECT t.id, t.scope, t.token_hash, t.last_used_at, u.id AS user_id, u.username, u.role"
+        " FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        " WHERE t.lookup_prefix = $1 AND t.status = 'active'",
+        parsed.lookup_prefix,
+    )
+    for row in rows:
+        if hmac.compare_digest(bytes(row["token_hash"]), parsed.token_hash):
+            role = lower_of(TokenScope(row["scope"]).role, Role(row["role"]))
+            user = User(id=row["user_id"], username=row["username"], role=role)
+            return VerifiedToken(token_id=row["id"], user=user, last_used_at=row["last_used_at"])
+    return None
+
+
+async def touch_last_used(db: asyncpg.Pool, token_id: uuid.UUID) -> None:
+    await db.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = $1", token_id)
+
+
+async def list_tokens(db: asyncpg.Pool, *, user_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(
+        await db.fetch(
+            "SELECT id, name, scope, status, created_at, updated_at, last_used_at"
+            " FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC",
+            user_id,
+        )
+    )
+
+
+async def update_token(
+    db: asyncpg.Pool, *, user_id: uuid.UUID, token_id: uuid.UUID, name: str | None, status: str | None
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "UPDATE api_tokens SET name = COALESCE($3, name), status = COALESCE($4, status), updated_at = now()"
+        " WHERE id = $1 AND user_id = $2 RETURNING id, name, scope, status, created_at, updated_at, last_used_at",
+        token_id,
+        user_id,
+        name,
+        status,
+    )
+    return row
+
+
+async def delete_token(db: asyncpg.Pool, *, user_id: uuid.UUID, token_id: uuid.UUID) -> bool:
+    result: str = await db.execute("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2", token_id, user_id)
+    return result.endswith(" 1")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,105 @@
+"""Users in Postgres: creation (including the first-run admin), lookup, role changes, deletion."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from bodhi_api.auth.passwords import hash_password
+from bodhi_api.auth.roles import Role
+from bodhi_api.http_errors import Conflict
+from bodhi_shared.errors import InvalidRequest
+
+# Serialises first-run setups so exactly one admin is created.
+SETUP_LOCK_ID = 0x0B0D42
+MAX_USERNAME = 64
+MIN_PASSWORD = 8
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: uuid.UUID
+    username: str
+    role: Role
+
+    def public(self) -> dict[str, str]:
+        return {"id": str(self.id), "username": self.username, "role": self.role.value}
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(id=row["id"], username=row["username"], role=Role(row["role"]))
+
+
+def check_credentials_shape(username: str, password: str) -> None:
+    name = username.strip()
+    if not name or len(name) > MAX_USERNAME or any(c.isspace() for c in name):
+        raise InvalidRequest(f"`username` must be 1 to {MAX_USERNAME} characters without spaces.", param="username")
+    if len(password) < MIN_PASSWORD:
+        raise InvalidRequest(f"`password` must have at least {MIN_PASSWORD} characters.", param="password")
+
+
+async def create_user(db: asyncpg.Pool | asyncpg.Connection, *, username: str, password: str, role: Role) -> User:
+    check_credentials_shape(username, password)
+    password_hash = await hash_password(password)
+    try:
+        row = await db.fetchrow(
+            "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3) RETURNING id, username, role",
+            username.strip(),
+            password_hash,
+            role.value,
+        )
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"The username `{username.strip()}` is taken; choose another.", param="username") from None
+    assert row is not None
+    return _user(row)
+
+
+async def create_first_admin(db: asyncpg.Pool, *, username: str, password: str) -> User | None:
+    """Create the first user as admin; None if any user exists already. Safe against concurrent calls."""
+    check_credentials_shape(username, password)
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK_ID)
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users)"):
+            return None
+        return await create_user(conn, username=username, password=password, role=Role.ADMIN)
+
+
+async def any_user_exists(db: asyncpg.Pool) -> bool:
+    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM users)"))
+
+
+async def find_user(db: asyncpg.Pool, user_id: uuid.UUID) -> User | None:
+    row = await db.fetchrow("SELECT id, username, role FROM users WHERE id = $1", user_id)
+    return _user(row) if row else None
+
+
+async def find_login(db: asyncpg.Pool, username: str) -> tuple[User, str] | None:
+    """The user and password hash for a login name, case-insensitively."""
+    row = await db.fetchrow(
+        "SELECT id, username, role, password_hash FROM users WHERE lower(username) = lower($1)", username.strip()
+    )
+    return (_user(row), row["password_hash"]) if row else None
+
+
+async def list_users(db: asyncpg.Pool) -> list[User]:
+    return [_user(r) for r in await db.fetch("SELECT id, username, role FROM users ORDER BY lower(username)")]
+
+
+async def change_role(db: asyncpg.Pool, *, user_id: uuid.UUID, role: Role) -> None:
+    """Set the role and deactivate the user's tokens in one transaction (they were issued under the old role)."""
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE users SET role = $2, updated_at = now() WHERE id = $1", user_id, role.value)
+        await conn.execute("UPDATE api_tokens SET status = 'inactive', updated_at = now() WHERE user_id = $1", user_id)
+
+
+async def delete_user(db: asyncpg.Pool, user_id: uuid.UUID) -> None:
+    await db.execute("DELETE FROM users WHERE id = $1", user_id)  # tokens go with it (ON DELETE CASCADE)
+
+
+def parse_user_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None

@@ -1,0 +1,52 @@
+"""Errors only the HTTP API raises, below ``bodhi_shared.errors.BodhiError``:
+
+BodhiError
+├── NotAuthenticated        401 authentication_error / invalid_api_key
+├── PermissionDenied        403 permission_error / insufficient_role
+│   └── CrossOriginRefused  403 permission_error / cross_origin_request
+├── NotFound                404 invalid_request_error / not_found
+├── Conflict                409 invalid_request_error / conflict
+└── TooManyRequests         429 rate_limit_error / rate_limit_exceeded (with Retry-After)
+"""
+
+from __future__ import annotations
+
+from bodhi_shared.errors import BodhiError
+
+
+class NotAuthenticated(BodhiError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(BodhiError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "insufficient_role"
+
+
+class CrossOriginRefused(PermissionDenied):
+    code = "cross_origin_request"
+
+
+class NotFound(BodhiError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class Conflict(BodhiError):
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
+
+
+class TooManyRequests(BodhiError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_s)}

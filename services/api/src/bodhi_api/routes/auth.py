@@ -1,0 +1,62 @@
+"""Browser sessions: log in (sets an HttpOnly cookie), log out, and who am I."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from bodhi_api.auth.login_limit import check_login_allowed, clear_login_failures, record_login_failure
+from bodhi_api.auth.passwords import verify_password
+from bodhi_api.auth.principal import AnyUser, check_same_origin
+from bodhi_api.auth.sessions import COOKIE_NAME, SESSION_TTL_S, end_session, start_session
+from bodhi_api.auth.users import find_login
+from bodhi_api.deps import ResourcesDep
+from bodhi_api.http_errors import NotAuthenticated
+
+router = APIRouter(tags=["auth"])
+
+
+class LoginRequest(BaseModel):
+    username: str
+    password: str
+
+
+@router.post("/bodhi/v1/auth/login")
+async def login(body: LoginRequest, request: Request, response: Response, resources: ResourcesDep) -> dict[str, str]:
+    check_same_origin(request)
+    client = request.client.host if request.client else "unknown"
+    limit_key = {"username": body.username, "client": client}
+    await check_login_allowed(resources.redis, resources.keys, **limit_key)
+    found = await find_login(resources.db, body.username)
+    if not await verify_password(found[1] if found else None, body.password) or found is None:
+        await record_login_failure(resources.redis, resources.keys, **limit_key)
+        raise NotAuthenticated("Wrong username or password.")
+    await clear_login_failures(resources.redis, resources.keys, **limit_key)
+    user = found[0]
+    session_id = await start_session(resources.redis, resources.keys, user_id=user.id)
+    response.set_cookie(
+        COOKIE_NAME,
+        session_id,
+        max_age=SESSION_TTL_S,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return user.public()
+
+
+@router.post("/bodhi/v1/auth/logout", status_code=204)
+async def logout(request: Request, resources: ResourcesDep) -> Response:
+    session_id = request.cookies.get(COOKIE_NAME)
+    if session_id:
+        check_same_origin(request)
+        await end_session(resources.redis, resources.keys, session_id)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+@router.get("/bodhi/v1/user")
+async def current_user(principal: AnyUser) -> dict[str, str]:
+    return principal.user.public()

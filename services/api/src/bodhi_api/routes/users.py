@@ -1,0 +1,71 @@
+"""Users management (manager and above). Nobody acts above their own role or on themselves."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from bodhi_api.auth.principal import Manager, Principal
+from bodhi_api.auth.roles import Role
+from bodhi_api.auth.sessions import end_user_sessions
+from bodhi_api.auth.users import User, change_role, create_user, delete_user, find_user, list_users, parse_user_id
+from bodhi_api.deps import ResourcesDep
+from bodhi_api.http_errors import NotFound, PermissionDenied
+
+router = APIRouter(tags=["users"])
+
+
+class UserCreate(BaseModel):
+    username: str
+    password: str
+    role: Role
+
+
+class RoleUpdate(BaseModel):
+    role: Role
+
+
+def _check_may_grant(actor: Principal, role: Role) -> None:
+    if not actor.user.role.at_least(role):
+        raise PermissionDenied(f"You cannot grant `{role.value}`: it is above your role `{actor.user.role.value}`.")
+
+
+async def _target(resources: ResourcesDep, actor: Principal, raw_id: str) -> User:
+    user_id = parse_user_id(raw_id)
+    target = await find_user(resources.db, user_id) if user_id else None
+    if target is None:
+        raise NotFound(f"No user with id `{raw_id}`.")
+    if target.id == actor.user.id:
+        raise PermissionDenied("You cannot change or delete your own account here.")
+    if not actor.user.role.at_least(target.role):
+        raise PermissionDenied(f"`{target.username}` has a role above yours.")
+    return target
+
+
+@router.get("/bodhi/v1/users")
+async def users_list(actor: Manager, resources: ResourcesDep) -> dict[str, list[dict[str, str]]]:
+    return {"data": [u.public() for u in await list_users(resources.db)]}
+
+
+@router.post("/bodhi/v1/users", status_code=201)
+async def users_create(body: UserCreate, actor: Manager, resources: ResourcesDep) -> dict[str, str]:
+    _check_may_grant(actor, body.role)
+    user = await create_user(resources.db, username=body.username, password=body.password, role=body.role)
+    return user.public()
+
+
+@router.put("/bodhi/v1/users/{user_id}/role")
+async def users_change_role(user_id: str, body: RoleUpdate, actor: Manager, resources: ResourcesDep) -> dict[str, str]:
+    target = await _target(resources, actor, user_id)
+    _check_may_grant(actor, body.role)
+    await change_role(resources.db, user_id=target.id, role=body.role)
+    await end_user_sessions(resources.redis, resources.keys, target.id)
+    return User(id=target.id, username=target.username, role=body.role).public()
+
+
+@router.delete("/bodhi/v1/users/{user_id}", status_code=204)
+async def users_delete(user_id: str, actor: Manager, resources: ResourcesDep) -> Response:
+    target = await _target(resources, actor, user_id)
+    await delete_user(resources.db, target.id)
+    await end_user_sessions(resources.redis, resources.keys, target.id)
+    return Response(status_code=204)

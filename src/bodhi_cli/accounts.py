@@ -1,0 +1,89 @@
+"""Headless set-up of users and tokens:
+
+bodhi users create NAME --role ROLE --password-stdin
+bodhi tokens create --user NAME --scope SCOPE [--name N]     (prints the token alone on its last line)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from bodhi_shared.errors import BodhiError
+from bodhi_shared.migrate import migrate
+from bodhi_shared.postgres import create_pool
+
+# Spelled out rather than imported: the CLI loads no service package a command does not need (the remote-worker
+# image has no bodhi_api).
+ROLES = ("user", "power_user", "manager", "admin")
+SCOPES = ("user", "power_user")
+
+DatabaseUrl = Callable[[], AbstractContextManager[str]]
+
+
+def add_parsers(sub: Any, *, database_url: DatabaseUrl) -> None:
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="verb", required=True)
+    create = users.add_parser("create", help="create a user")
+    create.add_argument("username")
+    create.add_argument("--role", choices=ROLES, required=True)
+    create.add_argument("--password-stdin", action="store_true", required=True, help="read the password from stdin")
+    create.set_defaults(handler=lambda args: run(database_url, create_user_command, args))
+
+    tokens = sub.add_parser("tokens", help="manage API tokens").add_subparsers(dest="verb", required=True)
+    issue = tokens.add_parser("create", help="create an API token for a user")
+    issue.add_argument("--user", required=True)
+    issue.add_argument("--scope", choices=SCOPES, default="user")
+    issue.add_argument("--name", default="cli")
+    issue.set_defaults(handler=lambda args: run(database_url, create_token_command, args))
+
+
+Command = Callable[[Any, argparse.Namespace], Awaitable[None]]
+
+
+def run(database_url: DatabaseUrl, command: Command, args: argparse.Namespace) -> int:
+    async def main(url: str) -> None:
+        db = await create_pool(url, max_size=2)
+        try:
+            async with db.acquire() as conn:
+                await migrate(conn)
+            await command(db, args)
+        finally:
+            await db.close()
+
+    try:
+        with database_url() as url:
+            asyncio.run(main(url))
+    except BodhiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def create_user_command(db: Any, args: argparse.Namespace) -> None:
+    from bodhi_api.auth.roles import Role
+    from bodhi_api.auth.users import create_user
+
+    password = sys.stdin.readline().rstrip("\n")
+    user = await create_user(db, username=args.username, password=password, role=Role(args.role))
+    print(f"created user {user.username} ({user.role.value}) id={user.id}")
+
+
+async def create_token_command(db: Any, args: argparse.Namespace) -> None:
+    from bodhi_api.auth.roles import TokenScope
+    from bodhi_api.auth.tokens import issue_token
+    from bodhi_api.auth.users import find_login
+
+    found = await find_login(db, args.user)
+    if found is None:
+        raise BodhiError(f"No user named `{args.user}`.")
+    user = found[0]
+    scope = TokenScope(args.scope)
+    if not user.role.at_least(scope.role):
+        raise BodhiError(f"A `{scope.value}` token would exceed {user.username}'s role `{user.role.value}`.")
+    token_id, token = await issue_token(db, user_id=user.id, name=args.name, scope=scope)
+    print(f"token {args.name} id={token_id} for {user.username} ({scope.value}):")
+    print(token)
