@@ -27,6 +27,9 @@ class Script:
     status: int = 200
     error_body: dict[str, Any] | None = None
     text: str = "tok"
+    latency: float = 0.0  # seconds slept before answering at all (after the request is recorded)
+    # statuses answered to the first requests, one each (popped), before the scripted answer: [429, 429]
+    leading_failures: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +61,10 @@ class FakeUpstream:
     def __init__(self) -> None:
         self.scripts: dict[str, Script] = {}
         self.requests: list[RecordedRequest] = []
+        self.model_list_requests: list[RecordedRequest] = []  # GET /v1/models, kept apart from chat requests
+        self.models_required_key: str | None = None  # set: /v1/models answers 401 to any other bearer
+        self.models_ids: list[str] | None = None  # set: /v1/models lists these, in this order, not the scripts
+        self.models_raw_body: bytes | None = None  # set: /v1/models answers 200 with these bytes (not JSON)
         self.port = _free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -92,8 +99,24 @@ class FakeUpstream:
     def requests_for(self, model: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.body.get("model") == model]
 
+    def reset_model_list(self) -> None:
+        """Put ``/v1/models`` back to listing the scripts to anyone."""
+        self.models_required_key = None
+        self.models_ids = None
+        self.models_raw_body = None
+
     async def _models(self, request: Request) -> Response:
-        data = [{"id": m, "object": "model", "owned_by": "fake"} for m in sorted(self.scripts)]
+        self.model_list_requests.append(RecordedRequest(path=request.url.path, headers=dict(request.headers), body={}))
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if self.models_required_key is not None and bearer != self.models_required_key:
+            # echo the key as some providers do, so tests can check it never reaches a message
+            message = f"Incorrect API key provided: {bearer}"
+            error = {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
+            return JSONResponse({"error": error}, status_code=401)
+        if self.models_raw_body is not None:
+            return Response(self.models_raw_body, media_type="text/html")
+        ids = self.models_ids if self.models_ids is not None else sorted(self.scripts)
+        data = [{"id": m, "object": "model", "owned_by": "fake"} for m in ids]
         return JSONResponse({"object": "list", "data": data})
 
     async def _chat(self, request: Request) -> Response:
@@ -102,11 +125,14 @@ class FakeUpstream:
         self.requests.append(record)
         model = str(body.get("model"))
         script = self.scripts.get(model, Script())
-        if script.status >= 400:
+        if script.latency:
+            await asyncio.sleep(script.latency)
+        status = script.leading_failures.pop(0) if script.leading_failures else script.status
+        if status >= 400:
             error = script.error_body or {
                 "error": {"message": "scripted failure", "type": "api_error", "param": None, "code": None}
             }
-            return JSONResponse(error, status_code=script.status)
+            return JSONResponse(error, status_code=status)
         if body.get("stream"):
             return StreamingResponse(self._stream(record, model, script), media_type="text/event-stream")
         content = "".join(chunk_text(script, i) for i in range(script.chunks))

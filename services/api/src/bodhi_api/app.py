@@ -13,6 +13,9 @@ from bodhi_api.resources import open_resources
 from bodhi_api.routes import auth, chat, health, models, setup, tokens, users
 from bodhi_api.settings import ApiSettings
 
+# Every router the app serves: the authorization-matrix test reads its route table from here.
+ROUTERS = tuple(module.router for module in (health, setup, auth, users, tokens, models, chat))
+
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     """An app for ``settings`` (read from the environment at startup when not given)."""
@@ -23,9 +26,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             app.state.resources = resources
             yield
 
-    app = FastAPI(title="Bodhi", version="0.1.0", lifespan=lifespan)
+    # No unauthenticated documentation routes: only health and first-run setup are reachable without credentials.
+    app = FastAPI(title="Bodhi", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, setup, auth, users, tokens, models, chat):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app

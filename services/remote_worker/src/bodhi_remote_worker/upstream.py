@@ -30,10 +30,15 @@ def map_httpx_errors(upstream: Upstream) -> Iterator[None]:
         raise UpstreamError(f"Connection failed: the exchange with {host} broke off ({type(exc).__name__}).") from exc
 
 
+def auth_headers(api_key: str) -> dict[str, str]:
+    """The ``Authorization`` header that carries ``api_key`` as a bearer token; none for a keyless provider."""
+    if not api_key:  # an empty key means a keyless upstream; "Bearer " alone is an invalid header
+        return {}
+    return {"Authorization": f"Bearer {api_key}"}
+
+
 def _request(client: httpx.AsyncClient, upstream: Upstream, body: bytes) -> httpx.Request:
-    headers = {"Content-Type": "application/json"}
-    if upstream.api_key:  # an empty key means a keyless upstream; "Bearer " alone is an invalid header
-        headers["Authorization"] = f"Bearer {upstream.api_key}"
+    headers = {"Content-Type": "application/json", **auth_headers(upstream.api_key)}
     return client.build_request("POST", f"{upstream.base_url}/chat/completions", content=body, headers=headers)
 
 

@@ -1,0 +1,204 @@
+"""The provider calls behind API models: list a provider's models, send it a tiny test request.
+
+Every failure is a ``ProviderCheckFailed``: its message opens with the phrase the product shows, its ``code``
+is stable, and no message ever holds the API key (the provider's own error text is redacted before use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import httpx
+
+from bodhi_remote_worker.upstream import auth_headers, map_httpx_errors
+from bodhi_shared.contract import Upstream
+from bodhi_shared.errors import ProviderCheckFailed, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+
+INVALID_API_KEY = "invalid_api_key"
+NETWORK_ERROR = "network_error"
+CONNECTION_FAILED = "connection_failed"
+MODEL_NOT_FOUND = "model_not_found"
+RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
+
+PHRASES = {
+    INVALID_API_KEY: "Invalid API key",
+    NETWORK_ERROR: "Network error",
+    CONNECTION_FAILED: "Connection failed",
+    MODEL_NOT_FOUND: "Model not found",
+    RATE_LIMIT_EXCEEDED: "Rate limit exceeded",
+}
+
+TEST_PROMPT = "Respond with only: test successful"
+TEST_MAX_TOKENS = 16
+DETAIL_LIMIT = 200  # characters of the provider's own error text kept in a message
+_CAUSE_DEPTH = 8  # how far down an exception chain to look for an ssl.SSLError
+
+
+async def list_models(client: httpx.AsyncClient, *, base_url: str, api_key: str) -> list[str]:
+    """The ids of the provider's models (``GET {base_url}/models``), sorted and de-duplicated."""
+    target = Upstream(base_url=base_url, api_key=api_key, model="")
+    response = await _send(client, target, "GET", "/models")
+    if response.status_code >= 400:
+        raise _status_failure(response, target, model_checked=False)
+    data = _json(response).get("data")
+    if not isinstance(data, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in data):
+        raise _malformed(response, 'no "data" list of models with string "id"s')
+    return sorted({entry["id"] for entry in data})
+
+
+async def test_connection(
+    client: httpx.AsyncClient,
+    *,
+    base_url: str,
+    api_key: str,
+    model: str,
+    # PT028: the name is the product's "test connection", not a pytest test, so defaults are fine
+    attempts: int = 3,  # noqa: PT028
+    backoff_s: float = 0.5,  # noqa: PT028
+) -> str:
+    """Send ``model`` a tiny non-streamed chat completion; return the assistant's reply (may be empty).
+
+    Network errors, timeouts, 429 and 5xx are retried, ``attempts`` tries in all, after ``backoff_s``,
+    ``2 * backoff_s``, ... Anything else (a bad key, an unknown model, a malformed answer) fails at once.
+    """
+    target = Upstream(base_url=base_url, api_key=api_key, model=model)
+    body = {"model": model, "messages": [{"role": "user", "content": TEST_PROMPT}], "max_tokens": TEST_MAX_TOKENS}
+    attempt = 1
+    while True:
+        try:
+            return await _test_once(client, target, body)
+        except ProviderCheckFailed as exc:
+            if attempt >= attempts or not is_transient(exc):
+                raise
+        await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
+        attempt += 1
+
+
+def is_transient(error: ProviderCheckFailed) -> bool:
+    """Whether another attempt may succeed: a network error, a timeout, a 429 or a 5xx (never a TLS error)."""
+    if error.code == MODEL_NOT_FOUND:
+        return False
+    if error.upstream_status is not None:
+        return error.upstream_status == 429 or error.upstream_status >= 500
+    cause = error.__cause__
+    return isinstance(cause, httpx.TimeoutException | httpx.NetworkError) and not _is_tls_error(cause)
+
+
+async def _test_once(client: httpx.AsyncClient, target: Upstream, body: dict[str, Any]) -> str:
+    response = await _send(client, target, "POST", "/chat/completions", json_body=body)
+    if response.status_code >= 400:
+        raise _status_failure(response, target, model_checked=True)
+    choices = _json(response).get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    message = first.get("message") if isinstance(first, dict) else None
+    if not isinstance(message, dict):
+        raise _malformed(response, "no choices[0].message")
+    content = message.get("content")
+    if content is None:  # some providers send null content (a reasoning model that spent its 16 tokens)
+        return ""
+    if not isinstance(content, str):
+        raise _malformed(response, "choices[0].message.content is not text")
+    return content
+
+
+async def _send(
+    client: httpx.AsyncClient, target: Upstream, method: str, path: str, *, json_body: dict[str, Any] | None = None
+) -> httpx.Response:
+    """One exchange; httpx's failures become ``ProviderCheckFailed`` caused by the httpx error itself."""
+    try:
+        host = httpx.URL(target.base_url).host
+        request = client.build_request(
+            method, f"{target.base_url.rstrip('/')}{path}", json=json_body, headers=auth_headers(target.api_key)
+        )
+    except httpx.InvalidURL as exc:
+        raise _failure(CONNECTION_FAILED, "the base URL is not a valid URL.") from exc
+    try:
+        with map_httpx_errors(target):
+            return await client.send(request)
+    # map_httpx_errors' messages already open with our phrases and name only the host
+    except UpstreamTimeout as exc:
+        raise ProviderCheckFailed(exc.message, code=CONNECTION_FAILED, status_code=504) from exc.__cause__
+    except UpstreamUnreachable as exc:
+        if exc.__cause__ is not None and _is_tls_error(exc.__cause__):  # httpx reports TLS failures as ConnectError
+            raise _failure(CONNECTION_FAILED, f"the TLS handshake with {host} failed.") from exc.__cause__
+        raise ProviderCheckFailed(exc.message, code=NETWORK_ERROR) from exc.__cause__
+    except UpstreamError as exc:
+        raise ProviderCheckFailed(exc.message, code=CONNECTION_FAILED) from exc.__cause__
+
+
+def _status_failure(response: httpx.Response, target: Upstream, *, model_checked: bool) -> ProviderCheckFailed:
+    """Map an error status; a 404 means an unknown model only when a model was asked for (else a bad URL)."""
+    status = response.status_code
+    upstream_code, upstream_message = _error_fields(response)
+    if upstream_code == MODEL_NOT_FOUND or (status == 404 and model_checked):
+        code = MODEL_NOT_FOUND
+    elif status in (401, 403):
+        code = INVALID_API_KEY
+    elif status == 429:
+        code = RATE_LIMIT_EXCEEDED
+    else:
+        code = CONNECTION_FAILED
+    detail = f"{response.request.url.host} answered HTTP {status}"
+    if upstream_message:
+        detail = f"{detail}: {_redact(upstream_message, target.api_key)}"
+    return _failure(code, detail, upstream_status=status)
+
+
+def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
+    """The provider's error code and message, from an OpenAI-shaped body or a short plain-text one."""
+    try:
+        payload = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return None, ("" if text.startswith("<") else text)  # an HTML error page says nothing useful in a line
+    if not isinstance(payload, dict):
+        return None, ""
+    error = payload.get("error")
+    if isinstance(error, str):
+        return None, error
+    fields = error if isinstance(error, dict) else payload
+    code, message = fields.get("code"), fields.get("message") or fields.get("detail")
+    return (code if isinstance(code, str) else None), (message if isinstance(message, str) else "")
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        raise _malformed(response, "the answer is not JSON") from None
+    if not isinstance(payload, dict):
+        raise _malformed(response, "the answer is not a JSON object")
+    return payload
+
+
+def _malformed(response: httpx.Response, what: str) -> ProviderCheckFailed:
+    host = response.request.url.host
+    return _failure(CONNECTION_FAILED, f"unexpected answer from {host}: {what}.", upstream_status=response.status_code)
+
+
+def _failure(code: str, detail: str, *, upstream_status: int | None = None) -> ProviderCheckFailed:
+    return ProviderCheckFailed(f"{PHRASES[code]}: {detail}", code=code, upstream_status=upstream_status)
+
+
+def _redact(text: str, api_key: str) -> str:
+    """One line of at most ``DETAIL_LIMIT`` characters, the key cut out (some providers echo it back)."""
+    line = " ".join(text.split())
+    if api_key:
+        line = line.replace(api_key, "[redacted]")
+    if len(line) > DETAIL_LIMIT:
+        line = line[: DETAIL_LIMIT - 1].rstrip() + "…"
+    return line
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    """Whether ``exc`` or one of its causes is an ``ssl.SSLError`` (httpx wraps those in ``ConnectError``)."""
+    seen: BaseException | None = exc
+    for _ in range(_CAUSE_DEPTH):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -1,0 +1,124 @@
+"""Every route of the app x every kind of caller, against the expected status class.
+
+The expectations are keyed by the app's own route table: a route added without an entry here fails.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from bodhi_api.app import ROUTERS
+from tests.conftest import ADMIN_PASSWORD, Gateway
+
+PUBLIC = "public"
+# The lowest role that may call each route.
+EXPECTED: dict[tuple[str, str], str] = {
+    ("GET", "/ping"): PUBLIC,
+    ("GET", "/health"): PUBLIC,
+    ("GET", "/bodhi/v1/info"): PUBLIC,
+    ("POST", "/bodhi/v1/setup"): PUBLIC,
+    ("POST", "/bodhi/v1/auth/login"): PUBLIC,
+    ("POST", "/bodhi/v1/auth/logout"): PUBLIC,
+    ("GET", "/bodhi/v1/user"): "user",
+    ("GET", "/bodhi/v1/users"): "manager",
+    ("POST", "/bodhi/v1/users"): "manager",
+    ("PUT", "/bodhi/v1/users/{user_id}/role"): "manager",
+    ("DELETE", "/bodhi/v1/users/{user_id}"): "manager",
+    ("POST", "/bodhi/v1/tokens"): "user",
+    ("GET", "/bodhi/v1/tokens"): "user",
+    ("PUT", "/bodhi/v1/tokens/{token_id}"): "user",
+    ("DELETE", "/bodhi/v1/tokens/{token_id}"): "user",
+    ("GET", "/v1/models"): "user",
+    ("POST", "/v1/chat/completions"): "user",
+}
+RANK = {"user": 0, "power_user": 1, "manager": 2, "admin": 3}
+
+
+def app_routes() -> list[tuple[str, str]]:
+    return sorted(
+        (method, route.path)
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    )
+
+
+def test_every_route_has_an_expectation() -> None:
+    assert set(app_routes()) == set(EXPECTED)
+
+
+@dataclass
+class Caller:
+    label: str
+    role: str | None  # None: anonymous
+    headers: dict[str, str]
+
+
+async def login(http: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
+    """Log in; return the headers that carry the session cookie."""
+    response = await http.post("/bodhi/v1/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    http.cookies.clear()
+    return {"Cookie": f"bodhi_session={response.cookies['bodhi_session']}"}
+
+
+@pytest.fixture
+async def callers(gateway: Gateway) -> list[Caller]:
+    """Anonymous, a session of each role, and a token of each scope (owned by an admin)."""
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=20) as http:
+        admin = await login(http, gateway.admin_username, ADMIN_PASSWORD)
+        found = [Caller("anonymous", None, {})]
+        for role in RANK:
+            name, password = f"matrix-{role}-{uuid.uuid4().hex[:6]}", "matrix-password"
+            created = await http.post(
+                "/bodhi/v1/users", headers=admin, json={"username": name, "password": password, "role": role}
+            )
+            assert created.status_code == 201, created.text
+            found.append(Caller(f"session:{role}", role, await login(http, name, password)))
+        for scope in ("user", "power_user"):
+            issued = await http.post(
+                "/bodhi/v1/tokens", headers=admin, json={"name": f"matrix-{scope}", "scope": scope}
+            )
+            assert issued.status_code == 201, issued.text
+            token = issued.json()["token"]
+            found.append(Caller(f"token:{scope}", scope, {"Authorization": f"Bearer {token}"}))
+    return found
+
+
+def expected_outcome(route_role: str, caller: Caller) -> str:
+    if route_role == PUBLIC:
+        return "allowed"
+    if caller.role is None:
+        return "401"
+    return "allowed" if RANK[caller.role] >= RANK[route_role] else "403"
+
+
+def outcome(status: int) -> str:
+    return str(status) if status in (401, 403) else "allowed"
+
+
+async def test_authorization_matrix(gateway: Gateway, callers: list[Caller]) -> None:
+    # Logout last: it ends the session it is called with.
+    routes = sorted(EXPECTED, key=lambda r: r == ("POST", "/bodhi/v1/auth/logout"))
+    mismatches = []
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=20) as http:
+        for method, path in routes:
+            url = path.replace("{user_id}", str(uuid.uuid4())).replace("{token_id}", str(uuid.uuid4()))
+            for caller in callers:
+                http.cookies.clear()
+                response = await http.request(
+                    method,
+                    url,
+                    headers=caller.headers,
+                    json={} if method in ("POST", "PUT") else None,
+                )
+                want, got = expected_outcome(EXPECTED[(method, path)], caller), outcome(response.status_code)
+                if want != got:
+                    mismatches.append(f"{method} {path} as {caller.label}: want {want}, got {response.status_code}")
+    assert mismatches == []
