@@ -12,7 +12,9 @@ import httpx
 import pytest
 import redis
 
+from bodhi_shared.crypto import load_or_create_key_pair
 from bodhi_shared.migrate import migrate_dsn
+from bodhi_shared.worker_keys import KEYS_DIR
 from tests.support.backing import create_database, drop_database, new_name, postgres_server, redis_server
 from tests.support.fake_upstream import FakeUpstream, Script, free_port
 from tests.support.processes import BodhiProcess, create_user_and_token, wait_for_workers, wait_until_serving
@@ -92,6 +94,8 @@ class Gateway:
 
 
 def gateway_env(*, database_url: str, redis_url: str, redis_prefix: str, home: Path, port: int) -> dict[str, str]:
+    """The environment of a gateway process; its worker key pair is created under ``home/keys``."""
+    load_or_create_key_pair(home / KEYS_DIR)
     return {
         "BODHI_DATABASE_URL": database_url,
         "BODHI_REDIS_URL": redis_url,
@@ -141,18 +145,22 @@ RegisterUpstream = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
-def register_upstream(db: asyncpg.Connection, fake_upstream: FakeUpstream) -> RegisterUpstream:
-    """Register a fresh model name on the fake upstream with ``script``; returns the model name."""
+def register_upstream(client: httpx.AsyncClient, fake_upstream: FakeUpstream) -> RegisterUpstream:
+    """Create an API model serving one fresh model id on the fake upstream with ``script``; returns the id."""
 
     async def register(script: Script | None = None, *, model: str | None = None, base_url: str | None = None) -> str:
         name = model or f"fake-{uuid.uuid4().hex[:8]}"
         fake_upstream.scripts[name] = script or Script()
-        await db.execute(
-            "INSERT INTO temporary_upstreams (model, base_url, api_key) VALUES ($1, $2, $3)",
-            name,
-            base_url or fake_upstream.base_url,
-            TEST_API_KEY,
+        created = await client.post(
+            "/bodhi/v1/models/api",
+            json={
+                "name": f"fake for {name}",
+                "base_url": base_url or fake_upstream.base_url,
+                "api_key": TEST_API_KEY,
+                "models": [name],
+            },
         )
+        assert created.status_code == 201, created.text
         return name
 
     return register

@@ -18,11 +18,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
-from bodhi_cli import accounts, temporary_upstream
+from bodhi_cli import accounts, keys
 from bodhi_cli.embedded import embedded_postgres, embedded_redis
 from bodhi_cli.supervisor import bodhi_command, run_children
+from bodhi_shared.crypto import load_or_create_key_pair
 from bodhi_shared.migrate import migrate_dsn
 from bodhi_shared.settings import PostgresSettings, RedisSettings
+from bodhi_shared.worker_keys import KEYS_DIR
 
 log = logging.getLogger("bodhi")
 
@@ -55,6 +57,8 @@ def database_and_redis(settings: ServeSettings) -> Iterator[tuple[str, str]]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings()
+    # The embedded default's worker key pair: the API reads the public half, the worker the private one.
+    load_or_create_key_pair(settings.home / KEYS_DIR)
     with database_and_redis(settings) as (database_url, redis_url):
         asyncio.run(migrate_dsn(database_url))
         env = {
@@ -131,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name, (handler, help_text) in commands.items():
         sub.add_parser(name, help=help_text).set_defaults(handler=handler)
-    temporary_upstream.add_parser(sub, database_url=lambda: postgres_url(ServeSettings()))
     accounts.add_parsers(sub, database_url=lambda: postgres_url(ServeSettings()))
+    keys.add_parser(sub, database_url=lambda: postgres_url(ServeSettings()))
     return parser
 
 

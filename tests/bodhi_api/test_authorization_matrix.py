@@ -33,7 +33,17 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/bodhi/v1/tokens"): "user",
     ("PUT", "/bodhi/v1/tokens/{token_id}"): "user",
     ("DELETE", "/bodhi/v1/tokens/{token_id}"): "user",
+    ("GET", "/bodhi/v1/models/api"): "user",
+    ("GET", "/bodhi/v1/models/api/formats"): "user",
+    ("GET", "/bodhi/v1/models/api/{api_model_id}"): "user",
+    ("POST", "/bodhi/v1/models/api"): "power_user",
+    ("PUT", "/bodhi/v1/models/api/{api_model_id}"): "power_user",
+    ("DELETE", "/bodhi/v1/models/api/{api_model_id}"): "power_user",
+    ("POST", "/bodhi/v1/models/api/fetch-models"): "power_user",
+    ("POST", "/bodhi/v1/models/api/test"): "power_user",
+    ("GET", "/bodhi/v1/models"): "user",
     ("GET", "/v1/models"): "user",
+    ("GET", "/v1/models/{model_id:path}"): "user",
     ("POST", "/v1/chat/completions"): "user",
 }
 RANK = {"user": 0, "power_user": 1, "manager": 2, "admin": 3}
@@ -109,7 +119,9 @@ async def test_authorization_matrix(gateway: Gateway, callers: list[Caller]) -> 
     mismatches = []
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=20) as http:
         for method, path in routes:
-            url = path.replace("{user_id}", str(uuid.uuid4())).replace("{token_id}", str(uuid.uuid4()))
+            url = path
+            for param in ("{user_id}", "{token_id}", "{api_model_id}", "{model_id:path}"):
+                url = url.replace(param, str(uuid.uuid4()))
             for caller in callers:
                 http.cookies.clear()
                 response = await http.request(

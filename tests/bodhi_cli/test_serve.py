@@ -44,8 +44,14 @@ def test_serve_runs_everything_embedded_and_keeps_data_across_restarts(
     try:
         wait_until_serving(base_url, serve, timeout=EMBEDDED_TIMEOUT)
         wait_for_workers(base_url)
-        run_bodhi("temporary-upstream", "add", "kept-model", "--base-url", fake_upstream.base_url, env=env)
         token = create_user_and_token(env, username="keeper", password="keeper-password")
+        created = httpx.post(
+            f"{base_url}/bodhi/v1/models/api",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"base_url": fake_upstream.base_url, "api_key": "sk-kept", "models": ["kept-model"]},
+            timeout=20,
+        )
+        assert created.status_code == 201, created.text
         first = chat(base_url, "kept-model", token)
         assert first.status_code == 200, first.text
     finally:
@@ -57,7 +63,7 @@ def test_serve_runs_everything_embedded_and_keeps_data_across_restarts(
     try:
         wait_until_serving(base_url, serve, timeout=EMBEDDED_TIMEOUT)
         wait_for_workers(base_url)
-        response = chat(base_url, "kept-model", token)  # the user, token and upstream all survived
+        response = chat(base_url, "kept-model", token)  # the user, token, API model and key pair all survived
     finally:
         second_exit = serve.stop()
     assert response.status_code == 200, response.text

@@ -5,15 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bodhi_remote_worker.upstream import complete_chat, stream_chat
-from bodhi_shared.contract import Upstream
+from bodhi_remote_worker.upstream import Provider, complete_chat, stream_chat
 from bodhi_shared.errors import UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
 from tests.support.fake_upstream import FakeUpstream, Script, free_port
 
 
 async def test_stream_yields_each_data_payload_until_done(fake_upstream: FakeUpstream) -> None:
     fake_upstream.scripts["adapter-stream"] = Script(chunks=3)
-    upstream = Upstream(base_url=fake_upstream.base_url, api_key="k", model="adapter-stream")
+    upstream = Provider(base_url=fake_upstream.base_url, api_key="k")
     async with httpx.AsyncClient() as client:
         payloads = [p async for p in stream_chat(client, upstream, b'{"model": "adapter-stream", "stream": true}')]
 
@@ -23,7 +22,7 @@ async def test_stream_yields_each_data_payload_until_done(fake_upstream: FakeUps
 
 async def test_error_status_keeps_status_and_body(fake_upstream: FakeUpstream) -> None:
     fake_upstream.scripts["adapter-429"] = Script(status=429)
-    upstream = Upstream(base_url=fake_upstream.base_url, api_key="k", model="adapter-429")
+    upstream = Provider(base_url=fake_upstream.base_url, api_key="k")
     async with httpx.AsyncClient() as client:
         with pytest.raises(UpstreamHTTPError) as caught:
             await complete_chat(client, upstream, b'{"model": "adapter-429"}')
@@ -33,7 +32,7 @@ async def test_error_status_keeps_status_and_body(fake_upstream: FakeUpstream) -
 
 
 async def test_connection_refused_is_unreachable() -> None:
-    upstream = Upstream(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k", model="m")
+    upstream = Provider(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k")
     async with httpx.AsyncClient() as client:
         with pytest.raises(UpstreamUnreachable, match="Network error"):
             await complete_chat(client, upstream, b"{}")
@@ -41,7 +40,7 @@ async def test_connection_refused_is_unreachable() -> None:
 
 async def test_slow_upstream_times_out(fake_upstream: FakeUpstream) -> None:
     fake_upstream.scripts["adapter-slow"] = Script(chunks=2, delay=2)
-    upstream = Upstream(base_url=fake_upstream.base_url, api_key="k", model="adapter-slow")
+    upstream = Provider(base_url=fake_upstream.base_url, api_key="k")
     async with httpx.AsyncClient(timeout=0.5) as client:
         with pytest.raises(UpstreamTimeout):
             _ = [p async for p in stream_chat(client, upstream, b'{"model": "adapter-slow", "stream": true}')]

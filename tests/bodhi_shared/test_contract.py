@@ -10,7 +10,7 @@ def test_chat_job_survives_the_wire() -> None:
     job = ChatJob(
         request_id="r1",
         channel="c",
-        upstream=Upstream(base_url="http://x/v1", api_key="k", model="m"),
+        upstream=Upstream(base_url="http://x/v1", key_row="row", sealed_key=b"\x01sealed"),
         body=b'{"model": "m"}',
         stream=True,
         pickup_deadline=12.5,

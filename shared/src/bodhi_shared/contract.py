@@ -4,7 +4,8 @@ Both travel as msgpack (never pickle). A job is an arq job whose single argument
 events are published on ``RedisKeys.stream_channel(request_id)`` in the order a worker produces them:
 
     STARTED -> (CHUNK ...)* -> DONE          a streamed completion
-    STARTED -> RESPONSE                      a non-streamed completion (the provider's whole body)
+    STARTED -> RESPONSE                      a non-streamed completion (the provider's whole body), or the
+                                             JSON answer of a provider check
     STARTED -> ... -> ERROR                  a failure, before or after the first chunk
 """
 
@@ -17,6 +18,8 @@ from typing import Any
 import msgpack
 
 CHAT_COMPLETION_FUNCTION = "chat_completion"
+FETCH_MODELS_FUNCTION = "fetch_models"
+TEST_CONNECTION_FUNCTION = "test_connection"
 
 
 def pack(value: Any) -> bytes:
@@ -32,15 +35,15 @@ def unpack(data: bytes) -> Any:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Upstream:
-    """Where a remote worker sends a request.
+    """Where a remote worker sends a request, with the provider key sealed for remote workers only.
 
-    TEMPORARY (until the API-models issue): the key travels as plain text; it will become a ciphertext that
-    only remote workers can open.
+    ``sealed_key`` is a ``crypto.SealedSecret`` in bytes, sealed with ``key_row`` as associated data: the API
+    model's id for a stored key, ``ephemeral:{request_id}`` for a key typed into a form and never stored.
     """
 
     base_url: str
-    api_key: str
-    model: str
+    key_row: str
+    sealed_key: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +62,25 @@ class ChatJob:
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> ChatJob:
+        upstream = Upstream(**data.pop("upstream"))
+        return cls(upstream=upstream, **data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderCheckJob:
+    """Fetch a provider's models, or send it a test request (``model`` set): the API never calls providers."""
+
+    request_id: str
+    channel: str
+    upstream: Upstream
+    model: str | None = None
+    pickup_deadline: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> ProviderCheckJob:
         upstream = Upstream(**data.pop("upstream"))
         return cls(upstream=upstream, **data)
 

@@ -1,8 +1,9 @@
-"""Resolving a requested model name to where it runs: a SQL lookup, never a chain of ifs."""
+"""Resolving a requested model name to where it runs: one primary-key lookup in ``served_models``."""
 
 from __future__ import annotations
 
 import difflib
+import uuid
 from dataclasses import dataclass
 
 import asyncpg
@@ -13,22 +14,28 @@ from bodhi_shared.errors import ModelNotFound
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a request for ``model`` goes (remote only until local models land)."""
+    """Where a request for ``model`` goes: an API model's provider, asked for ``upstream_model``."""
 
     model: str
+    upstream_model: str
+    api_model_id: uuid.UUID
     upstream: Upstream
 
 
 async def resolve_model(db: asyncpg.Pool, name: str) -> Route:
-    row = await db.fetchrow("SELECT model, base_url, api_key FROM temporary_upstreams WHERE model = $1", name)
+    row = await db.fetchrow(
+        "SELECT s.upstream_model, a.id, a.base_url, a.sealed_key"
+        " FROM served_models s JOIN api_models a ON a.id = s.api_model_id WHERE s.model_id = $1",
+        name,
+    )
     if row is None:
         raise ModelNotFound(await _not_found_message(db, name), param="model")
-    upstream = Upstream(base_url=row["base_url"], api_key=row["api_key"], model=row["model"])
-    return Route(model=name, upstream=upstream)
+    upstream = Upstream(base_url=row["base_url"], key_row=str(row["id"]), sealed_key=bytes(row["sealed_key"]))
+    return Route(model=name, upstream_model=row["upstream_model"], api_model_id=row["id"], upstream=upstream)
 
 
 async def known_model_names(db: asyncpg.Pool) -> list[str]:
-    return [r["model"] for r in await db.fetch("SELECT model FROM temporary_upstreams ORDER BY model")]
+    return [r["model_id"] for r in await db.fetch("SELECT model_id FROM served_models ORDER BY model_id")]
 
 
 async def _not_found_message(db: asyncpg.Pool, name: str) -> str:

@@ -48,6 +48,7 @@ class Resources:
 
 @contextlib.asynccontextmanager
 async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
+    settings.load_worker_public_key()  # fail at start, not at the first save, when it is missing
     db = await create_pool(settings.require_database_url(), max_size=settings.database_pool_size)
     try:
         if settings.migrate_on_start:

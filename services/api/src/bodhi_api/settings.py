@@ -1,7 +1,8 @@
 from bodhi_shared.settings import PostgresSettings, RedisSettings
+from bodhi_shared.worker_keys import WorkerPublicKeySettings
 
 
-class ApiSettings(PostgresSettings, RedisSettings):
+class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings):
     """Settings of an API replica (``BODHI_*`` environment variables)."""
 
     host: str = "127.0.0.1"

@@ -6,8 +6,6 @@ import logging
 import time
 from typing import Any
 
-from redis.asyncio import Redis
-
 from bodhi_remote_worker.context import context_of
 from bodhi_remote_worker.upstream import complete_chat, stream_chat
 from bodhi_shared.contract import ChatJob, EventKind, StreamEvent
@@ -16,25 +14,22 @@ from bodhi_shared.errors import BodhiError
 log = logging.getLogger(__name__)
 
 
-async def publish(redis: Redis, channel: str, event: StreamEvent) -> None:
-    await redis.publish(channel, event.encode())
-
-
 async def chat_completion(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     worker = context_of(ctx)
     job = ChatJob.from_wire(payload)
     if time.time() > job.pickup_deadline:
         log.info("request %s skipped: the API stopped waiting for a worker", job.request_id)
         return
-    await publish(worker.redis, job.channel, StreamEvent(EventKind.STARTED))
+    await worker.publish_started(job.channel)
     try:
+        provider = worker.provider(job.upstream)
         if job.stream:
-            async for data in stream_chat(worker.http, job.upstream, job.body):
-                await publish(worker.redis, job.channel, StreamEvent(EventKind.CHUNK, data=data))
-            await publish(worker.redis, job.channel, StreamEvent(EventKind.DONE))
+            async for data in stream_chat(worker.http, provider, job.body):
+                await worker.publish(job.channel, StreamEvent(EventKind.CHUNK, data=data))
+            await worker.publish(job.channel, StreamEvent(EventKind.DONE))
         else:
-            body = await complete_chat(worker.http, job.upstream, job.body)
-            await publish(worker.redis, job.channel, StreamEvent(EventKind.RESPONSE, data=body))
+            body = await complete_chat(worker.http, provider, job.body)
+            await worker.publish(job.channel, StreamEvent(EventKind.RESPONSE, data=body))
     except BodhiError as exc:
         log.info("request %s failed: %s", job.request_id, exc.message)
-        await publish(worker.redis, job.channel, StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json()))
+        await worker.publish(job.channel, StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json()))

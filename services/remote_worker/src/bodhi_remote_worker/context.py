@@ -7,6 +7,9 @@ import httpx
 from redis.asyncio import Redis
 
 from bodhi_remote_worker.settings import RemoteWorkerSettings
+from bodhi_remote_worker.upstream import Provider
+from bodhi_shared.contract import EventKind, StreamEvent, Upstream
+from bodhi_shared.worker_keys import WorkerKeyring
 
 CONTEXT_KEY = "bodhi"
 
@@ -16,6 +19,19 @@ class RemoteWorkerContext:
     settings: RemoteWorkerSettings
     redis: Redis
     http: httpx.AsyncClient
+    keyring: WorkerKeyring
+
+    def provider(self, upstream: Upstream) -> Provider:
+        """Open the sealed key: the only place a provider key exists in plain text."""
+        return Provider(
+            base_url=upstream.base_url, api_key=self.keyring.open(upstream.sealed_key, row=upstream.key_row)
+        )
+
+    async def publish(self, channel: str, event: StreamEvent) -> None:
+        await self.redis.publish(channel, event.encode())
+
+    async def publish_started(self, channel: str) -> None:
+        await self.publish(channel, StreamEvent(EventKind.STARTED))
 
 
 def context_of(ctx: dict[str, Any]) -> RemoteWorkerContext:

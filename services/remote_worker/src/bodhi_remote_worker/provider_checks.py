@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 
-from bodhi_remote_worker.upstream import auth_headers, map_httpx_errors
-from bodhi_shared.contract import Upstream
+from bodhi_remote_worker.upstream import Provider, auth_headers, map_httpx_errors
 from bodhi_shared.errors import ProviderCheckFailed, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 
 INVALID_API_KEY = "invalid_api_key"
@@ -38,7 +37,7 @@ _CAUSE_DEPTH = 8  # how far down an exception chain to look for an ssl.SSLError
 
 async def list_models(client: httpx.AsyncClient, *, base_url: str, api_key: str) -> list[str]:
     """The ids of the provider's models (``GET {base_url}/models``), sorted and de-duplicated."""
-    target = Upstream(base_url=base_url, api_key=api_key, model="")
+    target = Provider(base_url=base_url, api_key=api_key)
     response = await _send(client, target, "GET", "/models")
     if response.status_code >= 400:
         raise _status_failure(response, target, model_checked=False)
@@ -63,7 +62,7 @@ async def test_connection(
     Network errors, timeouts, 429 and 5xx are retried, ``attempts`` tries in all, after ``backoff_s``,
     ``2 * backoff_s``, ... Anything else (a bad key, an unknown model, a malformed answer) fails at once.
     """
-    target = Upstream(base_url=base_url, api_key=api_key, model=model)
+    target = Provider(base_url=base_url, api_key=api_key)
     body = {"model": model, "messages": [{"role": "user", "content": TEST_PROMPT}], "max_tokens": TEST_MAX_TOKENS}
     attempt = 1
     while True:
@@ -86,7 +85,7 @@ def is_transient(error: ProviderCheckFailed) -> bool:
     return isinstance(cause, httpx.TimeoutException | httpx.NetworkError) and not _is_tls_error(cause)
 
 
-async def _test_once(client: httpx.AsyncClient, target: Upstream, body: dict[str, Any]) -> str:
+async def _test_once(client: httpx.AsyncClient, target: Provider, body: dict[str, Any]) -> str:
     response = await _send(client, target, "POST", "/chat/completions", json_body=body)
     if response.status_code >= 400:
         raise _status_failure(response, target, model_checked=True)
@@ -104,7 +103,7 @@ async def _test_once(client: httpx.AsyncClient, target: Upstream, body: dict[str
 
 
 async def _send(
-    client: httpx.AsyncClient, target: Upstream, method: str, path: str, *, json_body: dict[str, Any] | None = None
+    client: httpx.AsyncClient, target: Provider, method: str, path: str, *, json_body: dict[str, Any] | None = None
 ) -> httpx.Response:
     """One exchange; httpx's failures become ``ProviderCheckFailed`` caused by the httpx error itself."""
     try:
@@ -128,7 +127,7 @@ async def _send(
         raise ProviderCheckFailed(exc.message, code=CONNECTION_FAILED) from exc.__cause__
 
 
-def _status_failure(response: httpx.Response, target: Upstream, *, model_checked: bool) -> ProviderCheckFailed:
+def _status_failure(response: httpx.Response, target: Provider, *, model_checked: bool) -> ProviderCheckFailed:
     """Map an error status; a 404 means an unknown model only when a model was asked for (else a bad URL)."""
     status = response.status_code
     upstream_code, upstream_message = _error_fields(response)

@@ -1,7 +1,8 @@
 from bodhi_shared.settings import RedisSettings
+from bodhi_shared.worker_keys import WorkerPrivateKeySettings
 
 
-class RemoteWorkerSettings(RedisSettings):
+class RemoteWorkerSettings(RedisSettings, WorkerPrivateKeySettings):
     """Settings of a remote worker (``BODHI_*`` environment variables)."""
 
     max_jobs: int = 200

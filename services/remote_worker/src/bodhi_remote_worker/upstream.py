@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 
 import httpx
 
-from bodhi_shared.contract import Upstream
 from bodhi_shared.errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A provider endpoint with its key opened: exists only inside a remote worker, never on the wire."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+
 
 SSE_DATA = "data:"
 SSE_DONE = "[DONE]"
 
 
 @contextlib.contextmanager
-def map_httpx_errors(upstream: Upstream) -> Iterator[None]:
+def map_httpx_errors(upstream: Provider) -> Iterator[None]:
     """Turn httpx's exceptions into ours; the messages name the host, never the key."""
     host = httpx.URL(upstream.base_url).host
     try:
@@ -37,12 +46,12 @@ def auth_headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
 
 
-def _request(client: httpx.AsyncClient, upstream: Upstream, body: bytes) -> httpx.Request:
+def _request(client: httpx.AsyncClient, upstream: Provider, body: bytes) -> httpx.Request:
     headers = {"Content-Type": "application/json", **auth_headers(upstream.api_key)}
     return client.build_request("POST", f"{upstream.base_url}/chat/completions", content=body, headers=headers)
 
 
-async def stream_chat(client: httpx.AsyncClient, upstream: Upstream, body: bytes) -> AsyncIterator[bytes]:
+async def stream_chat(client: httpx.AsyncClient, upstream: Provider, body: bytes) -> AsyncIterator[bytes]:
     """Yield the ``data:`` payload of each SSE event the provider streams, up to ``[DONE]``."""
     with map_httpx_errors(upstream):
         response = await client.send(_request(client, upstream, body), stream=True)
@@ -60,7 +69,7 @@ async def stream_chat(client: httpx.AsyncClient, upstream: Upstream, body: bytes
             await response.aclose()
 
 
-async def complete_chat(client: httpx.AsyncClient, upstream: Upstream, body: bytes) -> bytes:
+async def complete_chat(client: httpx.AsyncClient, upstream: Provider, body: bytes) -> bytes:
     """Send a non-streamed request; return the provider's body unchanged."""
     with map_httpx_errors(upstream):
         response = await client.send(_request(client, upstream, body))

@@ -12,25 +12,28 @@ import httpx
 from arq import ArqRedis, func
 
 from bodhi_remote_worker.chat_job import chat_completion
+from bodhi_remote_worker.check_jobs import check_connection, fetch_models
 from bodhi_remote_worker.context import CONTEXT_KEY, RemoteWorkerContext
 from bodhi_remote_worker.settings import RemoteWorkerSettings
-from bodhi_shared.contract import CHAT_COMPLETION_FUNCTION
+from bodhi_shared.contract import CHAT_COMPLETION_FUNCTION, FETCH_MODELS_FUNCTION, TEST_CONNECTION_FUNCTION
 from bodhi_shared.heartbeat import heartbeating, new_worker_id
 from bodhi_shared.queue import WakeableWorker, create_queue_pool
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
+from bodhi_shared.worker_keys import WorkerKeyring
 
 log = logging.getLogger(__name__)
 
 
 def build_worker(settings: RemoteWorkerSettings, pool: ArqRedis) -> WakeableWorker:
     keys = settings.redis_keys
+    keyring = WorkerKeyring(settings)
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(settings.upstream_read_timeout, connect=settings.upstream_connect_timeout),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
     )
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx[CONTEXT_KEY] = RemoteWorkerContext(settings=settings, redis=ctx["redis"], http=http)
+        ctx[CONTEXT_KEY] = RemoteWorkerContext(settings=settings, redis=ctx["redis"], http=http, keyring=keyring)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         await http.aclose()
@@ -39,6 +42,9 @@ def build_worker(settings: RemoteWorkerSettings, pool: ArqRedis) -> WakeableWork
         functions=[
             # A chat job is never retried: tokens may already have reached the client.
             func(chat_completion, name=CHAT_COMPLETION_FUNCTION, max_tries=1, timeout=settings.job_timeout),
+            # Checks retry inside the job (test_connection's backoff); the job itself runs once.
+            func(fetch_models, name=FETCH_MODELS_FUNCTION, max_tries=1, timeout=120),
+            func(check_connection, name=TEST_CONNECTION_FUNCTION, max_tries=1, timeout=120),
         ],
         queue_name=keys.remote_queue,
         wake_channel=keys.wake_channel(keys.remote_queue),

@@ -8,9 +8,9 @@ from starlette.responses import Response, StreamingResponse
 
 from bodhi_api.auth.principal import AnyUser
 from bodhi_api.deps import RequestIdDep, ResourcesDep
-from bodhi_api.dispatch import dispatch_chat
+from bodhi_api.dispatch import dispatch
 from bodhi_api.model_routing import resolve_model
-from bodhi_shared.contract import ChatJob, EventKind
+from bodhi_shared.contract import CHAT_COMPLETION_FUNCTION, ChatJob, EventKind
 from bodhi_shared.errors import BodhiError
 from bodhi_shared.openai_wire import parse_chat_request
 
@@ -25,7 +25,7 @@ async def chat_completions(
 ) -> Response:
     chat, body = parse_chat_request(await request.body())
     route = await resolve_model(resources.db, chat.model)
-    body["model"] = route.upstream.model
+    body["model"] = route.upstream_model
     settings = resources.settings
     job = ChatJob(
         request_id=request_id,
@@ -35,14 +35,13 @@ async def chat_completions(
         stream=chat.stream,
         pickup_deadline=time.time() + settings.pickup_timeout,
     )
-    relay = await dispatch_chat(
-        resources.hub,
-        resources.redis,
-        resources.keys,
-        job,
-        model=chat.model,
-        pickup_timeout=settings.pickup_timeout,
-        idle_timeout=settings.stream_idle_timeout,
+    relay = await dispatch(
+        resources,
+        function=CHAT_COMPLETION_FUNCTION,
+        payload=job.to_wire(),
+        request_id=job.request_id,
+        channel=job.channel,
+        subject=f"model `{chat.model}`",
     )
     if chat.stream:
         return StreamingResponse(relay.sse(), media_type="text/event-stream", headers=SSE_HEADERS)

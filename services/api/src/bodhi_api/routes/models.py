@@ -1,19 +1,56 @@
-"""``GET /v1/models``: the models a client may request, in the OpenAI list shape."""
+"""The unified model list: ``GET /bodhi/v1/models`` (with sources) and ``GET /v1/models`` (OpenAI shape)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter
 
 from bodhi_api.auth.principal import AnyUser
 from bodhi_api.deps import ResourcesDep
-from bodhi_api.model_routing import known_model_names
+from bodhi_api.http_errors import NotFound
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["models"])
+
+
+async def served_models(db: asyncpg.Pool) -> list[dict[str, Any]]:
+    """Local aliases first (none yet), then API models grouped by API model, ids alphabetical in each group."""
+    rows = await db.fetch(
+        "SELECT s.model_id, a.id, a.name, a.api_format, a.base_url"
+        " FROM served_models s JOIN api_models a ON a.id = s.api_model_id"
+        " ORDER BY lower(a.name), a.created_at, a.id, s.model_id"
+    )
+    return [
+        {
+            "id": r["model_id"],
+            "source": "api",
+            "api_model_id": str(r["id"]),
+            "api_model_name": r["name"],
+            "api_format": r["api_format"],
+            "base_url": r["base_url"],
+        }
+        for r in rows
+    ]
+
+
+def openai_model(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"id": entry["id"], "object": "model", "created": 0, "owned_by": entry.get("api_model_name") or "bodhi"}
+
+
+@router.get("/bodhi/v1/models")
+async def unified_models(principal: AnyUser, resources: ResourcesDep) -> dict[str, Any]:
+    return {"data": await served_models(resources.db)}
 
 
 @router.get("/v1/models")
-async def models_list(principal: AnyUser, resources: ResourcesDep) -> dict[str, Any]:
-    names = await known_model_names(resources.db)
-    return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "bodhi"} for n in names]}
+async def openai_models(principal: AnyUser, resources: ResourcesDep) -> dict[str, Any]:
+    return {"object": "list", "data": [openai_model(e) for e in await served_models(resources.db)]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def openai_model_get(model_id: str, principal: AnyUser, resources: ResourcesDep) -> dict[str, Any]:
+    for entry in await served_models(resources.db):
+        if entry["id"] == model_id:
+            return openai_model(entry)
+    raise NotFound(f"The model `{model_id}` does not exist or you do not have access to it.", code="model_not_found")

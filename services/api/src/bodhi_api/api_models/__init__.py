@@ -1,0 +1,1 @@
+"""API models: provider connections (base URL, sealed key, selected models) shared by the deployment."""

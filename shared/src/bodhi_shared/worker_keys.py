@@ -1,0 +1,89 @@
+"""Where the remote workers' key pair comes from.
+
+The API is given only the PUBLIC key (it seals provider keys and can never open them); remote workers are
+given the PRIVATE keys (the current one and, during a rotation, the previous ones). Both default to the files
+the embedded default keeps under ``BODHI_HOME/keys``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from bodhi_shared.crypto import (
+    PUBLIC_KEY_FILE,
+    PrivateKey,
+    PublicKey,
+    SealedSecret,
+    SecretUnreadable,
+    load_private_keys,
+    open_sealed,
+)
+from bodhi_shared.settings import BodhiSettings
+
+log = logging.getLogger(__name__)
+
+KEYS_DIR = "keys"
+# The current private key is worker_private_key.pem; retired ones keep the same stem with their key id.
+PRIVATE_KEY_GLOB = "worker_private_key*.pem"
+
+
+class WorkerPublicKeySettings(BodhiSettings):
+    worker_public_key: str | None = None  # PEM, or base64 of the raw 32 bytes
+    worker_public_key_file: Path | None = None
+
+    def load_worker_public_key(self) -> PublicKey:
+        """Read at each use, so a rotated key file is picked up without a restart."""
+        if self.worker_public_key:
+            return PublicKey.load(self.worker_public_key.replace("\\n", "\n"))
+        path = self.worker_public_key_file or self.home / KEYS_DIR / PUBLIC_KEY_FILE
+        if not path.exists():
+            raise SystemExit(
+                f"No worker public key: set BODHI_WORKER_PUBLIC_KEY or BODHI_WORKER_PUBLIC_KEY_FILE ({path} is missing)"
+            )
+        return PublicKey.load(path.read_text())
+
+
+class WorkerPrivateKeySettings(BodhiSettings):
+    worker_private_keys: SecretStr | None = None  # one or more PEM blocks or base64 raw keys
+    worker_private_key_files: str | None = None  # comma-separated paths
+
+    def private_key_paths(self) -> list[Path]:
+        if self.worker_private_key_files:
+            return [Path(p.strip()) for p in self.worker_private_key_files.split(",") if p.strip()]
+        if self.worker_private_keys:
+            return []
+        return sorted((self.home / KEYS_DIR).glob(PRIVATE_KEY_GLOB))
+
+    def load_worker_keyring(self) -> dict[str, PrivateKey]:
+        text = self.worker_private_keys.get_secret_value() if self.worker_private_keys else None
+        try:
+            return load_private_keys(text=text, paths=self.private_key_paths())
+        except ValueError:
+            raise SystemExit(
+                "No worker private key: set BODHI_WORKER_PRIVATE_KEYS or BODHI_WORKER_PRIVATE_KEY_FILES "
+                f"(nothing found under {self.home / KEYS_DIR})"
+            ) from None
+
+
+class WorkerKeyring:
+    """The private keys a remote worker holds; re-read once when a secret names a key id it lacks."""
+
+    def __init__(self, settings: WorkerPrivateKeySettings) -> None:
+        self._settings = settings
+        self._keys = settings.load_worker_keyring()
+
+    @property
+    def key_ids(self) -> list[str]:
+        return sorted(self._keys)
+
+    def open(self, sealed: bytes, *, row: str) -> str:
+        secret = SealedSecret.from_bytes(sealed)
+        if secret.key_id not in self._keys:
+            log.info("key id %s not held; re-reading the worker keys", secret.key_id)
+            self._keys = self._settings.load_worker_keyring()
+        if secret.key_id not in self._keys:
+            raise SecretUnreadable(f"No worker key with id {secret.key_id}: give this worker that private key.")
+        return open_sealed(secret, private_keys=self._keys, row_id=row)

@@ -1,0 +1,101 @@
+"""``bodhi keys rotate``: re-wrap every stored provider key under a new worker key pair.
+
+Safe to interrupt and to re-run: each row is re-wrapped in its own statement and stays readable by a worker
+holding either the old or the new private key; the old private key is kept (renamed with its key id) until the
+operator removes it once every worker runs with the new one.
+
+    1. write the new pair as worker_private_key.next.pem / worker_public_key.next.pem (or reuse them); workers
+       find the .next private key among their key files as soon as a row names its key id
+    2. re-wrap each api_models row whose key id is not the new one
+    3. retire the old private key as worker_private_key.<key id>.pem, promote the new pair to the current names
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bodhi_shared.crypto import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, PrivateKey, SealedSecret, rewrap, write_key_pair
+from bodhi_shared.migrate import migrate
+from bodhi_shared.worker_keys import KEYS_DIR, WorkerPrivateKeySettings
+
+DatabaseUrl = Callable[[], AbstractContextManager[str]]
+NEXT = ".next"
+
+
+def add_parser(sub: Any, *, database_url: DatabaseUrl) -> None:
+    keys = sub.add_parser("keys", help="manage the remote workers' key pair").add_subparsers(dest="verb", required=True)
+    rotate = keys.add_parser("rotate", help="re-wrap every stored provider key under a new key pair")
+    rotate.set_defaults(handler=lambda args: run_rotate(args, database_url))
+
+
+def run_rotate(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
+    settings = WorkerPrivateKeySettings()
+    key_dir = settings.home / KEYS_DIR
+    new_key = next_key_pair(key_dir)
+    old_keys = settings.load_worker_keyring()
+    with database_url() as url:
+        rewrapped = asyncio.run(rewrap_all(url, old_keys=old_keys, new_key=new_key))
+    promote(key_dir, new_key)
+    print(f"re-wrapped {rewrapped} key(s) under key id {new_key.key_id}; the previous private key is kept")
+    return 0
+
+
+def _next_paths(key_dir: Path) -> tuple[Path, Path]:
+    return key_dir / f"worker_private_key{NEXT}.pem", key_dir / f"worker_public_key{NEXT}.pem"
+
+
+def next_key_pair(key_dir: Path) -> PrivateKey:
+    private_path, public_path = _next_paths(key_dir)
+    if not private_path.exists():  # else an interrupted rotation left one: finish with that same pair
+        staging = key_dir / "staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        staged_private, staged_public = write_key_pair(staging)
+        os.replace(staged_public, public_path)
+        os.replace(staged_private, private_path)
+        staging.rmdir()
+    return PrivateKey.load(private_path.read_text())
+
+
+async def rewrap_all(url: str, *, old_keys: dict[str, PrivateKey], new_key: PrivateKey) -> int:
+    keyring = {**old_keys, new_key.key_id: new_key}
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        count = 0
+        for row in await conn.fetch("SELECT id, sealed_key FROM api_models"):
+            sealed = SealedSecret.from_bytes(bytes(row["sealed_key"]))
+            if sealed.key_id == new_key.key_id:
+                continue
+            fresh = rewrap(sealed, private_keys=keyring, new_public_key=new_key.public_key, row_id=str(row["id"]))
+            # Only if unchanged meanwhile: an edit that stored a new key wins over this rotation's copy.
+            result = await conn.execute(
+                "UPDATE api_models SET sealed_key = $2 WHERE id = $1 AND sealed_key = $3",
+                row["id"],
+                fresh.to_bytes(),
+                bytes(row["sealed_key"]),
+            )
+            count += result.endswith(" 1")
+        return count
+    finally:
+        await conn.close()
+
+
+def promote(key_dir: Path, new_key: PrivateKey) -> None:
+    """Retire the current private key under its key id, then move the new pair to the current names."""
+    current = key_dir / PRIVATE_KEY_FILE
+    if current.exists():
+        old = PrivateKey.load(current.read_text())
+        if old.key_id != new_key.key_id:
+            os.replace(current, key_dir / f"worker_private_key.{old.key_id}.pem")
+    private_path, public_path = _next_paths(key_dir)
+    os.replace(public_path, key_dir / PUBLIC_KEY_FILE)
+    os.replace(private_path, current)
