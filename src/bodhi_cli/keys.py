@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -23,7 +24,15 @@ from typing import Any
 
 import asyncpg
 
-from bodhi_shared.crypto import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, PrivateKey, SealedSecret, rewrap, write_key_pair
+from bodhi_shared.crypto import (
+    PRIVATE_KEY_FILE,
+    PUBLIC_KEY_FILE,
+    PrivateKey,
+    SealedSecret,
+    SecretUnreadable,
+    rewrap,
+    write_key_pair,
+)
 from bodhi_shared.migrate import migrate
 from bodhi_shared.worker_keys import KEYS_DIR, WorkerPrivateKeySettings
 
@@ -43,9 +52,11 @@ def run_rotate(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
     new_key = next_key_pair(key_dir)
     old_keys = settings.load_worker_keyring()
     with database_url() as url:
-        rewrapped = asyncio.run(rewrap_all(url, old_keys=old_keys, new_key=new_key))
+        rewrapped, unreadable = asyncio.run(rewrap_all(url, old_keys=old_keys, new_key=new_key))
     promote(key_dir, new_key)
     print(f"re-wrapped {rewrapped} key(s) under key id {new_key.key_id}; the previous private key is kept")
+    for row_id in unreadable:
+        print(f"warning: API model {row_id} holds a key no worker key opens; enter its key again", file=sys.stderr)
     return 0
 
 
@@ -65,17 +76,22 @@ def next_key_pair(key_dir: Path) -> PrivateKey:
     return PrivateKey.load(private_path.read_text())
 
 
-async def rewrap_all(url: str, *, old_keys: dict[str, PrivateKey], new_key: PrivateKey) -> int:
+async def rewrap_all(url: str, *, old_keys: dict[str, PrivateKey], new_key: PrivateKey) -> tuple[int, list[str]]:
+    """Re-wrap every row not yet under ``new_key``; returns the count and the ids of rows that do not open."""
     keyring = {**old_keys, new_key.key_id: new_key}
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
-        count = 0
+        count, unreadable = 0, []
         for row in await conn.fetch("SELECT id, sealed_key FROM api_models"):
             sealed = SealedSecret.from_bytes(bytes(row["sealed_key"]))
             if sealed.key_id == new_key.key_id:
                 continue
-            fresh = rewrap(sealed, private_keys=keyring, new_public_key=new_key.public_key, row_id=str(row["id"]))
+            try:
+                fresh = rewrap(sealed, private_keys=keyring, new_public_key=new_key.public_key, row_id=str(row["id"]))
+            except SecretUnreadable:  # damaged or sealed for another row: nothing to save, the rest goes on
+                unreadable.append(str(row["id"]))
+                continue
             # Only if unchanged meanwhile: an edit that stored a new key wins over this rotation's copy.
             result = await conn.execute(
                 "UPDATE api_models SET sealed_key = $2 WHERE id = $1 AND sealed_key = $3",
@@ -84,7 +100,7 @@ async def rewrap_all(url: str, *, old_keys: dict[str, PrivateKey], new_key: Priv
                 bytes(row["sealed_key"]),
             )
             count += result.endswith(" 1")
-        return count
+        return count, unreadable
     finally:
         await conn.close()
 
