@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bodhi_remote_worker.upstream import Provider, complete_chat, stream_chat
+from bodhi_remote_worker.upstream import Provider, forward, stream_sse
 from bodhi_shared.errors import UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
 from tests.support.fake_upstream import FakeUpstream, Script, free_port
 
@@ -14,7 +14,7 @@ async def test_stream_yields_each_data_payload_until_done(fake_upstream: FakeUps
     fake_upstream.scripts["adapter-stream"] = Script(chunks=3)
     upstream = Provider(base_url=fake_upstream.base_url, api_key="k")
     async with httpx.AsyncClient() as client:
-        payloads = [p async for p in stream_chat(client, upstream, b'{"model": "adapter-stream", "stream": true}')]
+        payloads = [p async for p in stream_sse(client, upstream, b'{"model": "adapter-stream", "stream": true}')]
 
     assert len(payloads) == 3
     assert all(p.startswith(b"{") for p in payloads)
@@ -25,7 +25,7 @@ async def test_error_status_keeps_status_and_body(fake_upstream: FakeUpstream) -
     upstream = Provider(base_url=fake_upstream.base_url, api_key="k")
     async with httpx.AsyncClient() as client:
         with pytest.raises(UpstreamHTTPError) as caught:
-            await complete_chat(client, upstream, b'{"model": "adapter-429"}')
+            await forward(client, upstream, b'{"model": "adapter-429"}')
 
     assert caught.value.status_code == 429
     assert b"scripted failure" in caught.value.to_json()
@@ -35,7 +35,7 @@ async def test_connection_refused_is_unreachable() -> None:
     upstream = Provider(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k")
     async with httpx.AsyncClient() as client:
         with pytest.raises(UpstreamUnreachable, match="Network error"):
-            await complete_chat(client, upstream, b"{}")
+            await forward(client, upstream, b"{}")
 
 
 async def test_slow_upstream_times_out(fake_upstream: FakeUpstream) -> None:
@@ -43,4 +43,4 @@ async def test_slow_upstream_times_out(fake_upstream: FakeUpstream) -> None:
     upstream = Provider(base_url=fake_upstream.base_url, api_key="k")
     async with httpx.AsyncClient(timeout=0.5) as client:
         with pytest.raises(UpstreamTimeout):
-            _ = [p async for p in stream_chat(client, upstream, b'{"model": "adapter-slow", "stream": true}')]
+            _ = [p async for p in stream_sse(client, upstream, b'{"model": "adapter-slow", "stream": true}')]

@@ -2,21 +2,22 @@ from __future__ import annotations
 
 import pytest
 
-from bodhi_shared.contract import ChatJob, EventKind, StreamEvent, Upstream, pack, unpack
+from bodhi_shared.contract import EventKind, InferenceJob, StreamEvent, Upstream, pack, unpack
 from bodhi_shared.errors import UpstreamHTTPError, relayable_error_body
 
 
 def test_chat_job_survives_the_wire() -> None:
-    job = ChatJob(
+    job = InferenceJob(
         request_id="r1",
         channel="c",
         upstream=Upstream(base_url="http://x/v1", key_row="row", sealed_key=b"\x01sealed"),
+        endpoint="chat/completions",
         body=b'{"model": "m"}',
         stream=True,
         pickup_deadline=12.5,
     )
 
-    assert ChatJob.from_wire(unpack(pack(job.to_wire()))) == job
+    assert InferenceJob.from_wire(unpack(pack(job.to_wire()))) == job
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,7 @@ def test_chat_job_survives_the_wire() -> None:
         StreamEvent(EventKind.STARTED),
         StreamEvent(EventKind.CHUNK, data=b'{"x": 1}'),
         StreamEvent(EventKind.ERROR, 429, b'{"error": {}}'),
+        StreamEvent(EventKind.DONE, meta={"usage": {"total_tokens": 3}}),
     ],
 )
 def test_events_survive_the_wire(event: StreamEvent) -> None:

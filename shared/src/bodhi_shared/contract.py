@@ -1,12 +1,17 @@
 """The contract between the API and the workers: the jobs it enqueues and the events they publish back.
 
-Both travel as msgpack (never pickle). A job is an arq job whose single argument is ``ChatJob.to_wire()``;
-events are published on ``RedisKeys.stream_channel(request_id)`` in the order a worker produces them:
+Both travel as msgpack (never pickle). A job is an arq job whose single argument is ``InferenceJob.to_wire()``
+(or ``ProviderCheckJob.to_wire()``); events are published on ``RedisKeys.stream_channel(request_id)`` in the
+order a worker produces them:
 
-    STARTED -> (CHUNK ...)* -> DONE          a streamed completion
-    STARTED -> RESPONSE                      a non-streamed completion (the provider's whole body), or the
-                                             JSON answer of a provider check
+    STARTED -> (CHUNK ...)* -> DONE          a streamed completion; a CHUNK holds one or more SSE frames
+    STARTED -> RESPONSE                      a non-streamed answer (the provider's whole body), or the JSON
+                                             answer of a provider check
     STARTED -> ... -> ERROR                  a failure, before or after the first chunk
+
+STARTED names the worker (``meta["worker"]``) so the API can notice it dying; DONE and RESPONSE carry the
+provider's token usage (``meta["usage"]``). The API cancels a job by publishing its request id on
+``RedisKeys.cancel_channel``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-CHAT_COMPLETION_FUNCTION = "chat_completion"
+INFERENCE_FUNCTION = "inference"
 FETCH_MODELS_FUNCTION = "fetch_models"
 TEST_CONNECTION_FUNCTION = "test_connection"
 
@@ -46,22 +51,32 @@ class Upstream:
     sealed_key: bytes
 
 
+class Endpoint(enum.StrEnum):
+    """The OpenAI endpoints a worker forwards to, as paths under the provider's base URL."""
+
+    CHAT_COMPLETIONS = "chat/completions"
+    EMBEDDINGS = "embeddings"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChatJob:
-    """One chat completion for a worker to run."""
+class InferenceJob:
+    """One request for a worker to forward to a provider and relay back."""
 
     request_id: str
     channel: str
     upstream: Upstream
-    body: bytes  # the client's JSON body with ``model`` already rewritten for the upstream
+    endpoint: str  # an ``Endpoint`` value
+    body: bytes  # the client's JSON body with ``model`` rewritten for the upstream
     stream: bool
+    # False when the API added ``stream_options.include_usage`` itself: the usage chunk is then not relayed.
+    relay_usage_chunk: bool = True
     pickup_deadline: float  # unix time after which the API has given up waiting; the job is skipped
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> ChatJob:
+    def from_wire(cls, data: dict[str, Any]) -> InferenceJob:
         upstream = Upstream(**data.pop("upstream"))
         return cls(upstream=upstream, **data)
 
@@ -95,16 +110,26 @@ class EventKind(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One event of a request's stream. ``data`` is an SSE payload, a response body or an error body."""
+    """One event of a request's stream.
+
+    ``data`` is SSE frames (CHUNK), a response body (RESPONSE) or an OpenAI error body (ERROR); ``meta`` carries
+    the worker id (STARTED) and token usage (DONE, RESPONSE).
+    """
 
     kind: EventKind
     status: int = 200
     data: bytes = b""
+    meta: dict[str, Any] | None = None
 
     def encode(self) -> bytes:
-        return pack((int(self.kind), self.status, self.data))
+        return pack((int(self.kind), self.status, self.data, self.meta))
 
     @classmethod
     def decode(cls, raw: bytes) -> StreamEvent:
-        kind, status, data = unpack(raw)
-        return cls(EventKind(kind), status, data)
+        kind, status, data, meta = unpack(raw)
+        return cls(EventKind(kind), status, data, meta)
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        usage = (self.meta or {}).get("usage")
+        return usage if isinstance(usage, dict) else None

@@ -29,6 +29,11 @@ class RedisKeys:
         """Pub/sub channel on which a worker publishes the events of one request."""
         return f"{self.namespace}:stream:{request_id}"
 
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel on which the API publishes the request id of a job whose client went away."""
+        return f"{self.namespace}:cancel"
+
     def workers(self, kind: str) -> str:
         """Sorted set of worker ids of one kind, scored by the time of their last heartbeat."""
         return f"{self.namespace}:workers:{kind}"

@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from bodhi_api.http_errors import TooManyRequests
 from bodhi_api.resources import Resources
-from bodhi_api.token_stream import Relay, first_content_event
+from bodhi_api.token_stream import EventReader
+from bodhi_shared.contract import StreamEvent
 from bodhi_shared.errors import ServiceUnavailable
 from bodhi_shared.queue import enqueue_job, withdraw_job
+from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
 
 
-class NoWorkerPickedUp(ServiceUnavailable):
+class NoWorkerAvailable(ServiceUnavailable):
     code = "no_worker_available"
 
 
 async def dispatch(
     resources: Resources, *, function: str, payload: dict[str, Any], request_id: str, channel: str, subject: str
-) -> Relay:
-    """Subscribe, enqueue, wait for a worker's STARTED and the first content event; return the relay.
+) -> tuple[EventReader, StreamEvent]:
+    """Subscribe, enqueue, wait for a worker's STARTED and the first content event.
 
-    ``subject`` names what was asked for (``model `x```) in the 503 a client gets when no worker takes the job.
+    ``subject`` names what was asked for (``model `x```) in the 503 a client gets when no worker can take it.
+    Returns the reader of the remaining events and the first content event; the caller owns the subscription.
     """
-    settings, keys = resources.settings, resources.keys
+    settings, keys, redis = resources.settings, resources.keys, resources.redis
+    queue = keys.remote_queue
+    await _check_capacity(resources, queue=queue, subject=subject)
     subscription = await resources.hub.subscribe(channel)
+    reader = EventReader(resources, subscription)
     try:
-        queue = keys.remote_queue
         await enqueue_job(
-            resources.redis,
+            redis,
             queue=queue,
             wake_channel=keys.wake_channel(queue),
             function=function,
@@ -37,14 +44,32 @@ async def dispatch(
         try:
             started = await subscription.next_event(settings.pickup_timeout)
         except TimeoutError:
-            if await withdraw_job(resources.redis, queue=queue, job_id=request_id):
-                raise NoWorkerPickedUp(
+            if await withdraw_job(redis, queue=queue, job_id=request_id):
+                raise NoWorkerAvailable(
                     f"No worker took the request for {subject} within {settings.pickup_timeout:g} s. "
                     "Check that a remote worker is running (`bodhi remote-worker`), then retry."
                 ) from None
             started = await subscription.next_event(settings.pickup_timeout)  # taken at the last moment
-        first = await first_content_event(subscription, idle_timeout=settings.stream_idle_timeout, received=started)
-        return Relay(resources.hub, subscription, first, idle_timeout=settings.stream_idle_timeout)
+        return reader, await reader.first_content(started)
     except BaseException:
-        await resources.hub.unsubscribe(subscription)
+        resources.spawn(resources.hub.unsubscribe(subscription))
         raise
+
+
+async def _check_capacity(resources: Resources, *, queue: str, subject: str) -> None:
+    """503 at once when no worker is alive; 429 when the queue is over its depth limit."""
+    settings, keys = resources.settings, resources.keys
+    async with resources.redis.pipeline(transaction=False) as pipe:  # one round trip for both checks
+        pipe.zcard(queue)
+        pipe.zcount(keys.workers(REMOTE_WORKER_KIND), time.time() - settings.heartbeat_ttl, "+inf")
+        depth, live = await pipe.execute()
+    if depth >= settings.queue_depth_limit:
+        raise TooManyRequests(
+            f"{depth} requests are waiting for a worker, over the limit of {settings.queue_depth_limit}. "
+            "Retry shortly.",
+            retry_after_s=1,
+        )
+    if not live:
+        raise NoWorkerAvailable(
+            f"No remote worker is running to serve {subject}. Start one (`bodhi remote-worker`), then retry."
+        )

@@ -12,8 +12,10 @@ from typing import Any
 import asyncpg
 from arq import ArqRedis
 
+from bodhi_api.metrics import Metrics
 from bodhi_api.settings import ApiSettings
 from bodhi_api.token_stream import StreamHub
+from bodhi_api.usage import UsageRecorder
 from bodhi_shared.migrate import migrate
 from bodhi_shared.postgres import create_pool
 from bodhi_shared.queue import create_queue_pool
@@ -29,6 +31,8 @@ class Resources:
     db: asyncpg.Pool
     redis: ArqRedis  # one client for queueing, publishing and heartbeat reads
     hub: StreamHub
+    usage: UsageRecorder
+    metrics: Metrics
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
@@ -58,11 +62,14 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         keys = settings.redis_keys
         hub = StreamHub(redis, idle_channel=f"{keys.namespace}:api:idle", buffer_limit=settings.stream_buffer_limit)
         await hub.start()
-        resources = Resources(settings=settings, keys=keys, db=db, redis=redis, hub=hub)
+        usage = UsageRecorder(db)
+        await usage.start()
+        resources = Resources(settings=settings, keys=keys, db=db, redis=redis, hub=hub, usage=usage, metrics=Metrics())
         try:
             yield resources
         finally:
             await resources.drain()
+            await usage.stop()
             await hub.stop()
             await redis.aclose()
     finally:

@@ -14,3 +14,5 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings):
     stream_idle_timeout: float = 330.0
     # Events buffered for one client before it is cut off as too slow.
     stream_buffer_limit: int = 10_000
+    # Jobs waiting in the queue beyond which new requests get 429.
+    queue_depth_limit: int = 1_000

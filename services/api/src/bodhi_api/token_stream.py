@@ -10,14 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from bodhi_shared.contract import EventKind, StreamEvent
 from bodhi_shared.errors import BodhiError, RelayedError, UpstreamTimeout
+from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
+
+if TYPE_CHECKING:
+    from bodhi_api.resources import Resources
 
 log = logging.getLogger(__name__)
 
@@ -124,52 +130,133 @@ def sse_data(payload: bytes) -> bytes:
 
 
 SSE_DONE = sse_data(b"[DONE]")
+SSE_KEEPALIVE = b": keep-alive\n\n"
+LIVENESS_CHECK_S = 1.0
+
+
+class WorkerLost(BodhiError):
+    status_code = 502
+    code = "worker_lost"
+
+
+class EventReader:
+    """Reads one request's events, noticing long silence and a worker that stopped heartbeating."""
+
+    def __init__(self, resources: Resources, subscription: Subscription) -> None:
+        self._resources = resources
+        self.subscription = subscription
+        self.worker_id: str | None = None
+
+    async def next(self, *, keepalive_after: float | None = None) -> StreamEvent | None:
+        """The next event; None when ``keepalive_after`` seconds passed without one (time for a keep-alive).
+
+        Silence longer than the idle timeout, or the worker's heartbeat stopping, become ERROR events.
+        """
+        settings = self._resources.settings
+        started = time.monotonic()
+        while True:
+            try:
+                return await self.subscription.next_event(LIVENESS_CHECK_S)
+            except TimeoutError:
+                pass
+            except BodhiError as exc:
+                return error_event(exc)
+            silent = time.monotonic() - started
+            if silent >= settings.stream_idle_timeout:
+                return error_event(UpstreamTimeout(f"No data for {silent:.0f} s; the request was stopped."))
+            if self.worker_id is not None and not await self._worker_alive(self.worker_id):
+                return error_event(WorkerLost("The worker serving this request stopped; retry the request."))
+            if keepalive_after is not None and silent >= keepalive_after:
+                return None
+
+    async def _worker_alive(self, worker_id: str) -> bool:
+        resources = self._resources
+        seen = await resources.redis.zscore(resources.keys.workers(REMOTE_WORKER_KIND), worker_id)
+        return seen is not None and time.time() - float(seen) < resources.settings.heartbeat_ttl
+
+    async def first_content(self, received: StreamEvent) -> StreamEvent:
+        """The first event after STARTED; an error there becomes an exception, so the client gets a plain
+        error response with the provider's status instead of a stream."""
+        event: StreamEvent | None = received
+        if received.kind == EventKind.STARTED:
+            self.worker_id = str((received.meta or {}).get("worker") or "") or None
+            event = await self.next()
+        assert event is not None
+        if event.kind == EventKind.ERROR:
+            raise RelayedError(event.status, event.data)
+        return event
+
+
+async def publish_cancel(redis: Redis, channel: str, request_id: str) -> None:
+    await redis.publish(channel, request_id)
+
+
+def error_event(exc: BodhiError) -> StreamEvent:
+    return StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
+
+
+@dataclass
+class Outcome:
+    """How a relayed request ended, for usage records and metrics."""
+
+    status: str = "cancelled"  # "ok" | "error" | "cancelled"
+    http_status: int = 499
+    usage: dict[str, Any] | None = None
 
 
 class Relay:
-    """An accepted request whose first content event has arrived; relays the rest."""
+    """An accepted request whose first content event has arrived; relays the rest, then reports the outcome."""
 
-    def __init__(self, hub: StreamHub, subscription: Subscription, first: StreamEvent, *, idle_timeout: float):
-        self._hub = hub
-        self._subscription = subscription
+    def __init__(
+        self,
+        resources: Resources,
+        reader: EventReader,
+        first: StreamEvent,
+        *,
+        request_id: str,
+        on_finish: Callable[[Outcome], None],
+    ) -> None:
+        self._resources = resources
+        self._reader = reader
         self.first = first
-        self._idle_timeout = idle_timeout
+        self._request_id = request_id
+        self._on_finish = on_finish
+        self._closed = False
 
-    async def close(self) -> None:
-        await self._hub.unsubscribe(self._subscription)
+    def close(self, outcome: Outcome) -> None:
+        """Stop listening (and tell the worker to stop, if it had not finished); never blocks."""
+        if self._closed:
+            return
+        self._closed = True
+        hub, keys = self._resources.hub, self._resources.keys
+        # Spawned, not awaited: this runs while the response task is being cancelled.
+        self._resources.spawn(hub.unsubscribe(self._reader.subscription))
+        if outcome.status == "cancelled":
+            self._resources.spawn(publish_cancel(self._resources.redis, keys.cancel_channel, self._request_id))
+        self._on_finish(outcome)
 
     async def sse(self) -> AsyncIterator[bytes]:
-        """The SSE body: each chunk as it arrives, an in-band error if one comes, then ``[DONE]``."""
+        """The SSE body: chunks as they arrive, keep-alives while waiting, an in-band error if one comes, then
+        ``[DONE]``. A client that goes away cancels the job."""
+        outcome = Outcome()
         try:
-            event = self.first
-            while event.kind == EventKind.CHUNK:
-                yield sse_data(event.data)
-                event = await self._next()
-            if event.kind == EventKind.ERROR:
-                yield sse_data(event.data)
-            yield SSE_DONE
+            event: StreamEvent | None = self.first
+            while True:
+                if event is None:
+                    yield SSE_KEEPALIVE
+                elif event.kind == EventKind.CHUNK:
+                    yield event.data
+                elif event.kind == EventKind.DONE:
+                    outcome = Outcome("ok", 200, event.usage)
+                    yield SSE_DONE
+                    break
+                elif event.kind == EventKind.ERROR:
+                    outcome = Outcome("error", event.status)
+                    yield sse_data(event.data) + SSE_DONE
+                    break
+                event = await self._reader.next(keepalive_after=KEEPALIVE_S)
         finally:
-            await self.close()
-
-    async def _next(self) -> StreamEvent:
-        try:
-            return await self._subscription.next_event(self._idle_timeout)
-        except TimeoutError:
-            silence = UpstreamTimeout(f"No data for {self._idle_timeout:g} s; the stream was closed.")
-            return StreamEvent(EventKind.ERROR, silence.status_code, silence.to_json())
-        except BodhiError as exc:
-            return StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
+            self.close(outcome)
 
 
-async def first_content_event(subscription: Subscription, *, idle_timeout: float, received: StreamEvent) -> StreamEvent:
-    """The first event after STARTED (``received`` if it is already one); an error there becomes an exception,
-    so the client gets a plain error response with the right status instead of a stream."""
-    event = received
-    if event.kind == EventKind.STARTED:
-        try:
-            event = await subscription.next_event(idle_timeout)
-        except TimeoutError:
-            raise UpstreamTimeout(f"No answer within {idle_timeout:g} s.") from None
-    if event.kind == EventKind.ERROR:
-        raise RelayedError(event.status, event.data)
-    return event
+KEEPALIVE_S = 15.0

@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+from bodhi_remote_worker.cancellation import CancelRegistry
 from bodhi_remote_worker.settings import RemoteWorkerSettings
 from bodhi_remote_worker.upstream import Provider
 from bodhi_shared.contract import EventKind, StreamEvent, Upstream
@@ -20,6 +21,8 @@ class RemoteWorkerContext:
     redis: Redis
     http: httpx.AsyncClient
     keyring: WorkerKeyring
+    cancels: CancelRegistry
+    worker_id: str
 
     def provider(self, upstream: Upstream) -> Provider:
         """Open the sealed key: the only place a provider key exists in plain text."""

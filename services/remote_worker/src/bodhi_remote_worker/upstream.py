@@ -46,15 +46,17 @@ def auth_headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
 
 
-def _request(client: httpx.AsyncClient, upstream: Provider, body: bytes) -> httpx.Request:
+def _request(client: httpx.AsyncClient, upstream: Provider, endpoint: str, body: bytes) -> httpx.Request:
     headers = {"Content-Type": "application/json", **auth_headers(upstream.api_key)}
-    return client.build_request("POST", f"{upstream.base_url}/chat/completions", content=body, headers=headers)
+    return client.build_request("POST", f"{upstream.base_url}/{endpoint}", content=body, headers=headers)
 
 
-async def stream_chat(client: httpx.AsyncClient, upstream: Provider, body: bytes) -> AsyncIterator[bytes]:
+async def stream_sse(
+    client: httpx.AsyncClient, upstream: Provider, body: bytes, *, endpoint: str = "chat/completions"
+) -> AsyncIterator[bytes]:
     """Yield the ``data:`` payload of each SSE event the provider streams, up to ``[DONE]``."""
     with map_httpx_errors(upstream):
-        response = await client.send(_request(client, upstream, body), stream=True)
+        response = await client.send(_request(client, upstream, endpoint, body), stream=True)
         try:
             if response.status_code >= 400:
                 raise UpstreamHTTPError(response.status_code, await response.aread())
@@ -69,10 +71,12 @@ async def stream_chat(client: httpx.AsyncClient, upstream: Provider, body: bytes
             await response.aclose()
 
 
-async def complete_chat(client: httpx.AsyncClient, upstream: Provider, body: bytes) -> bytes:
+async def forward(
+    client: httpx.AsyncClient, upstream: Provider, body: bytes, *, endpoint: str = "chat/completions"
+) -> bytes:
     """Send a non-streamed request; return the provider's body unchanged."""
     with map_httpx_errors(upstream):
-        response = await client.send(_request(client, upstream, body))
+        response = await client.send(_request(client, upstream, endpoint, body))
     if response.status_code >= 400:
         raise UpstreamHTTPError(response.status_code, response.content)
     return response.content

@@ -1,4 +1,4 @@
-"""Builds and runs a remote worker: an arq worker on the remote queue, a heartbeat, an httpx client."""
+"""Builds and runs a remote worker: an arq worker on the remote queue, a heartbeat, cancels, an httpx client."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 from arq import ArqRedis, func
 
-from bodhi_remote_worker.chat_job import chat_completion
+from bodhi_remote_worker.cancellation import CancelRegistry
 from bodhi_remote_worker.check_jobs import check_connection, fetch_models
 from bodhi_remote_worker.context import CONTEXT_KEY, RemoteWorkerContext
+from bodhi_remote_worker.inference_job import inference
 from bodhi_remote_worker.settings import RemoteWorkerSettings
-from bodhi_shared.contract import CHAT_COMPLETION_FUNCTION, FETCH_MODELS_FUNCTION, TEST_CONNECTION_FUNCTION
+from bodhi_shared.contract import FETCH_MODELS_FUNCTION, INFERENCE_FUNCTION, TEST_CONNECTION_FUNCTION
 from bodhi_shared.heartbeat import heartbeating, new_worker_id
 from bodhi_shared.queue import WakeableWorker, create_queue_pool
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
@@ -24,7 +25,9 @@ from bodhi_shared.worker_keys import WorkerKeyring
 log = logging.getLogger(__name__)
 
 
-def build_worker(settings: RemoteWorkerSettings, pool: ArqRedis) -> WakeableWorker:
+def build_worker(
+    settings: RemoteWorkerSettings, pool: ArqRedis, *, worker_id: str, cancels: CancelRegistry
+) -> WakeableWorker:
     keys = settings.redis_keys
     keyring = WorkerKeyring(settings)
     http = httpx.AsyncClient(
@@ -33,15 +36,17 @@ def build_worker(settings: RemoteWorkerSettings, pool: ArqRedis) -> WakeableWork
     )
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx[CONTEXT_KEY] = RemoteWorkerContext(settings=settings, redis=ctx["redis"], http=http, keyring=keyring)
+        ctx[CONTEXT_KEY] = RemoteWorkerContext(
+            settings=settings, redis=ctx["redis"], http=http, keyring=keyring, cancels=cancels, worker_id=worker_id
+        )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         await http.aclose()
 
     return WakeableWorker(
         functions=[
-            # A chat job is never retried: tokens may already have reached the client.
-            func(chat_completion, name=CHAT_COMPLETION_FUNCTION, max_tries=1, timeout=settings.job_timeout),
+            # Never retried: tokens may already have reached the client, and output must not be doubled.
+            func(inference, name=INFERENCE_FUNCTION, max_tries=1, timeout=settings.job_timeout),
             # Checks retry inside the job (test_connection's backoff); the job itself runs once.
             func(fetch_models, name=FETCH_MODELS_FUNCTION, max_tries=1, timeout=120),
             func(check_connection, name=TEST_CONNECTION_FUNCTION, max_tries=1, timeout=120),
@@ -62,9 +67,11 @@ async def run_remote_worker(settings: RemoteWorkerSettings) -> None:
     """Run until SIGINT/SIGTERM; running jobs are cancelled and the heartbeat removed on the way out."""
     keys = settings.redis_keys
     pool = await create_queue_pool(settings.require_redis_url())
-    worker = build_worker(settings, pool)
     worker_id = new_worker_id(REMOTE_WORKER_KIND)
     loop = asyncio.get_running_loop()
+    cancels = CancelRegistry(pool, keys.cancel_channel)
+    await cancels.start()
+    worker = build_worker(settings, pool, worker_id=worker_id, cancels=cancels)
     main = asyncio.ensure_future(worker.async_run())
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main.cancel)
@@ -82,4 +89,5 @@ async def run_remote_worker(settings: RemoteWorkerSettings) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await main
     finally:
-        await worker.close()
+        await cancels.stop()
+        await worker.close()  # closes the pool: last

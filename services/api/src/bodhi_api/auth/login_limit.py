@@ -1,4 +1,9 @@
-"""Rate limit on failed logins, per username and client address, in Redis (shared by every replica)."""
+"""Rate limit on failed logins, per username and client address, in Redis (shared by every replica).
+
+Each attempt is counted *before* its password is checked (one atomic INCR), so a burst of concurrent attempts
+cannot all slip past the limit while the first ones are still being verified. An attempt that fails stays
+counted; a successful login clears the count.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +16,21 @@ MAX_FAILURES = 10
 WINDOW_S = 15 * 60
 
 
-async def check_login_allowed(redis: Redis, keys: RedisKeys, *, username: str, client: str) -> None:
+async def reserve_login_attempt(redis: Redis, keys: RedisKeys, *, username: str, client: str) -> None:
+    """Count one login attempt; raise TooManyRequests if MAX_FAILURES attempts already failed in the window."""
     key = keys.login_failures(username.strip().lower(), client)
-    failures = await redis.get(key)
-    if failures is not None and int(failures) >= MAX_FAILURES:
-        retry_after = max(1, int(await redis.ttl(key)))
+    async with redis.pipeline(transaction=True) as pipe:
+        # SET NX EX starts the window once; EXPIRE's NX flag would need Redis 7 (the embedded one is 6.2).
+        pipe.set(key, 0, ex=WINDOW_S, nx=True)
+        pipe.incr(key)
+        pipe.ttl(key)
+        _, attempts, ttl = await pipe.execute()
+    if int(attempts) > MAX_FAILURES:
+        retry_after = max(1, int(ttl))
         raise TooManyRequests(
             f"Too many failed logins for this user from this address; try again in {retry_after} s.",
             retry_after_s=retry_after,
         )
-
-
-async def record_login_failure(redis: Redis, keys: RedisKeys, *, username: str, client: str) -> None:
-    key = keys.login_failures(username.strip().lower(), client)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, WINDOW_S, nx=True)
-        await pipe.execute()
 
 
 async def clear_login_failures(redis: Redis, keys: RedisKeys, *, username: str, client: str) -> None:

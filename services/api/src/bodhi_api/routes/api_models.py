@@ -31,7 +31,13 @@ from bodhi_api.auth.principal import AnyUser, PowerUser
 from bodhi_api.deps import RequestIdDep, ResourcesDep
 from bodhi_api.dispatch import dispatch
 from bodhi_api.http_errors import NotFound
-from bodhi_shared.contract import FETCH_MODELS_FUNCTION, TEST_CONNECTION_FUNCTION, ProviderCheckJob, Upstream
+from bodhi_shared.contract import (
+    FETCH_MODELS_FUNCTION,
+    TEST_CONNECTION_FUNCTION,
+    EventKind,
+    ProviderCheckJob,
+    Upstream,
+)
 from bodhi_shared.errors import BodhiError, InvalidRequest
 
 router = APIRouter(tags=["api-models"])
@@ -130,7 +136,7 @@ async def _run_check(
         model=model,
         pickup_deadline=time.time() + resources.settings.pickup_timeout,
     )
-    relay = await dispatch(
+    reader, answer = await dispatch(
         resources,
         function=function,
         payload=job.to_wire(),
@@ -138,10 +144,10 @@ async def _run_check(
         channel=job.channel,
         subject=f"a provider check of {upstream.base_url}",
     )
-    await relay.close()
-    if relay.first.data[:1] != b"{":
+    resources.spawn(resources.hub.unsubscribe(reader.subscription))
+    if answer.kind != EventKind.RESPONSE:
         raise BodhiError("The worker sent an unexpected answer to a provider check.")
-    return RawResponse(relay.first.data, media_type="application/json")
+    return RawResponse(answer.data, media_type="application/json")
 
 
 @router.post(f"{BASE}/fetch-models", response_model=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from bodhi_api.auth.login_limit import check_login_allowed, clear_login_failures, record_login_failure
+from bodhi_api.auth.login_limit import clear_login_failures, reserve_login_attempt
 from bodhi_api.auth.passwords import verify_password
 from bodhi_api.auth.principal import AnyUser, check_same_origin
 from bodhi_api.auth.sessions import COOKIE_NAME, SESSION_TTL_S, end_session, start_session
@@ -26,10 +26,9 @@ async def login(body: LoginRequest, request: Request, response: Response, resour
     check_same_origin(request)
     client = request.client.host if request.client else "unknown"
     limit_key = {"username": body.username, "client": client}
-    await check_login_allowed(resources.redis, resources.keys, **limit_key)
+    await reserve_login_attempt(resources.redis, resources.keys, **limit_key)  # counts as failed until it succeeds
     found = await find_login(resources.db, body.username)
     if not await verify_password(found[1] if found else None, body.password) or found is None:
-        await record_login_failure(resources.redis, resources.keys, **limit_key)
         raise NotAuthenticated("Wrong username or password.")
     await clear_login_failures(resources.redis, resources.keys, **limit_key)
     user = found[0]

@@ -1,0 +1,146 @@
+"""The inference flow shared by every OpenAI endpoint: parse, route, dispatch to a worker, relay, record."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.responses import Response, StreamingResponse
+
+from bodhi_api.auth.principal import Principal
+from bodhi_api.dispatch import dispatch
+from bodhi_api.model_routing import Route, resolve_model
+from bodhi_api.resources import Resources
+from bodhi_api.token_stream import Outcome, Relay
+from bodhi_api.usage import UsageRecord, tokens_of
+from bodhi_shared.contract import INFERENCE_FUNCTION, Endpoint, EventKind, InferenceJob, StreamEvent
+from bodhi_shared.errors import BodhiError
+from bodhi_shared.openai_wire import parse_inference_request
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def upstream_body(body: dict[str, Any], route: Route, *, stream: bool) -> tuple[bytes, bool]:
+    """The body for the provider: ``model`` without the prefix and, for streams, usage asked for.
+
+    Returns the body and whether the usage chunk should reach the client (only if it asked for it).
+    """
+    body["model"] = route.upstream_model
+    relay_usage_chunk = True
+    if stream:
+        options = body.get("stream_options")
+        if not isinstance(options, dict) or not options.get("include_usage"):
+            relay_usage_chunk = False
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return json.dumps(body).encode(), relay_usage_chunk
+
+
+class RequestTimer:
+    """Times one request and turns its outcome into a usage record and metrics."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        principal: Principal,
+        *,
+        request_id: str,
+        endpoint: Endpoint,
+        model: str,
+        route: Route,
+    ) -> None:
+        self.resources, self.principal = resources, principal
+        self.request_id, self.endpoint, self.model, self.route = request_id, endpoint, model, route
+        self.started = time.perf_counter()
+        self.first_at: float | None = None
+
+    def first_content(self) -> None:
+        self.first_at = time.perf_counter()
+
+    def finish(self, outcome: Outcome) -> None:
+        now = time.perf_counter()
+        ttft = None if self.first_at is None else self.first_at - self.started
+        prompt, completion, total = tokens_of(outcome.usage)
+        metrics = self.resources.metrics
+        metrics.requests.labels(self.model, outcome.status).inc()
+        metrics.duration.labels(self.model).observe(now - self.started)
+        if ttft is not None:
+            metrics.ttft.labels(self.model).observe(ttft)
+        metrics.tokens.labels(self.model, "in").inc(prompt or 0)
+        metrics.tokens.labels(self.model, "out").inc(completion or 0)
+        self.resources.usage.record(
+            UsageRecord(
+                created_at=datetime.now(UTC),
+                request_id=self.request_id,
+                user_id=self.principal.user.id,
+                token_id=self.principal.token_id,
+                endpoint=self.endpoint.value,
+                model=self.model,
+                api_model_id=self.route.api_model_id,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=total,
+                ttft_ms=None if ttft is None else ttft * 1000,
+                duration_ms=(now - self.started) * 1000,
+                status=outcome.status,
+                http_status=outcome.http_status,
+            )
+        )
+
+
+async def run_inference(
+    resources: Resources, principal: Principal, *, endpoint: Endpoint, raw_body: bytes, request_id: str
+) -> Response:
+    request, body = parse_inference_request(raw_body, endpoint=endpoint)
+    route = await resolve_model(resources.db, request.model)
+    stream = request.stream and endpoint == Endpoint.CHAT_COMPLETIONS
+    payload, relay_usage_chunk = upstream_body(body, route, stream=stream)
+    channel = resources.keys.stream_channel(request_id)
+    job = InferenceJob(
+        request_id=request_id,
+        channel=channel,
+        upstream=route.upstream,
+        endpoint=endpoint.value,
+        body=payload,
+        stream=stream,
+        relay_usage_chunk=relay_usage_chunk,
+        pickup_deadline=time.time() + resources.settings.pickup_timeout,
+    )
+    timer = RequestTimer(
+        resources, principal, request_id=request_id, endpoint=endpoint, model=request.model, route=route
+    )
+    try:
+        reader, first = await dispatch(
+            resources,
+            function=INFERENCE_FUNCTION,
+            payload=job.to_wire(),
+            request_id=request_id,
+            channel=channel,
+            subject=f"model `{request.model}`",
+        )
+    except BodhiError as exc:
+        timer.finish(Outcome("error", exc.status_code))
+        raise
+    timer.first_content()
+    relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish)
+    if stream:
+        return StreamingResponse(_counted(resources, relay), media_type="text/event-stream", headers=SSE_HEADERS)
+    return _single_response(relay, first)
+
+
+def _single_response(relay: Relay, first: StreamEvent) -> Response:
+    if first.kind != EventKind.RESPONSE:
+        relay.close(Outcome("error", 502))
+        raise BodhiError(f"The worker answered a non-streamed request with a {first.kind.name} event.")
+    relay.close(Outcome("ok", 200, first.usage))
+    return Response(first.data, media_type="application/json")
+
+
+async def _counted(resources: Resources, relay: Relay) -> Any:
+    resources.metrics.active_streams.inc()
+    try:
+        async for frame in relay.sse():
+            yield frame
+    finally:
+        resources.metrics.active_streams.dec()

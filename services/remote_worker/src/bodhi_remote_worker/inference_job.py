@@ -1,0 +1,67 @@
+"""The ``inference`` job: forward a request to the provider and publish its answer on the request's channel."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from bodhi_remote_worker.cancellation import JobCancelled
+from bodhi_remote_worker.context import RemoteWorkerContext, context_of
+from bodhi_remote_worker.event_publisher import EventPublisher
+from bodhi_remote_worker.upstream import forward, stream_sse
+from bodhi_shared.contract import EventKind, InferenceJob, StreamEvent
+from bodhi_shared.errors import BodhiError
+
+log = logging.getLogger(__name__)
+
+
+async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+    worker = context_of(ctx)
+    job = InferenceJob.from_wire(payload)
+    if time.time() > job.pickup_deadline:
+        log.info("request %s skipped: the API stopped waiting for a worker", job.request_id)
+        return
+    events = EventPublisher(worker.redis, job.channel)
+    await events.publish(StreamEvent(EventKind.STARTED, meta={"worker": worker.worker_id}))
+    try:
+        outcome = await worker.cancels.run(job.request_id, relay(worker, job, events))
+    except JobCancelled:
+        events.abandon()
+        return
+    except BodhiError as exc:
+        log.info("request %s failed: %s", job.request_id, exc.message)
+        outcome = StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
+    await events.publish(outcome)
+
+
+async def relay(worker: RemoteWorkerContext, job: InferenceJob, events: EventPublisher) -> StreamEvent:
+    """Call the provider; chunks go out as they come; returns the closing DONE or RESPONSE event."""
+    provider = worker.provider(job.upstream)
+    if not job.stream:
+        body = await forward(worker.http, provider, job.body, endpoint=job.endpoint)
+        return StreamEvent(EventKind.RESPONSE, data=body, meta={"usage": usage_in(body)})
+    usage = None
+    async for data in stream_sse(worker.http, provider, job.body, endpoint=job.endpoint):
+        if b'"usage"' in data and (found := usage_in(data)) is not None:
+            usage = found
+            if not job.relay_usage_chunk and is_usage_only(data):
+                continue  # the API asked for it on the client's behalf; the client did not
+        events.chunk(b"data: " + data + b"\n\n")
+    return StreamEvent(EventKind.DONE, meta={"usage": usage})
+
+
+def usage_in(body: bytes) -> dict[str, Any] | None:
+    try:
+        usage = json.loads(body).get("usage")
+    except (ValueError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+def is_usage_only(data: bytes) -> bool:
+    try:
+        return not json.loads(data).get("choices")
+    except (ValueError, AttributeError):
+        return False

@@ -1,0 +1,116 @@
+"""A tiny llama-architecture GGUF model, generated at test time: random weights, a byte-level vocabulary.
+
+llama.cpp loads it, tokenizes any text (every byte has its own token: SentencePiece byte fallback), generates
+tokens (gibberish: the weights are random) and computes embeddings. It is a few hundred kilobytes and takes
+milliseconds to write, so no model is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import numpy.typing as npt
+
+N_EMBD = 64
+N_LAYER = 2
+N_HEAD = 4
+N_FF = 128
+N_CTX = 256
+HEAD_DIM = N_EMBD // N_HEAD
+
+UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
+SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
+N_VOCAB = len(SPECIAL_TOKENS) + 256
+
+# Used by llama-cpp-python's Jinja2 chat formatter (and llama.cpp's own template engine) for chat completions.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "<|{{ message['role'] }}|>\n{{ message['content'] }}{{ eos_token }}\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _vocabulary() -> tuple[list[str], list[float], list[int]]:
+    tokens = [*SPECIAL_TOKENS, *(f"<0x{byte:02X}>" for byte in range(256))]
+    scores = [0.0] * N_VOCAB
+    types = [int(gguf.TokenType.UNKNOWN), int(gguf.TokenType.CONTROL), int(gguf.TokenType.CONTROL)]
+    types += [int(gguf.TokenType.BYTE)] * 256
+    return tokens, scores, types
+
+
+def _tensor_name(tensor: gguf.MODEL_TENSOR, layer: int | None = None) -> str:
+    name = gguf.TENSOR_NAMES[tensor]
+    return (name.format(bid=layer) if layer is not None else name) + ".weight"
+
+
+def _tensors(seed: int) -> dict[str, npt.NDArray[np.float32]]:
+    """Numpy shapes are (rows, columns): GGUF stores them reversed, as llama.cpp's ``ne`` expects."""
+    rng = np.random.default_rng(seed)
+
+    def random(*shape: int) -> npt.NDArray[np.float32]:
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    def ones(size: int) -> npt.NDArray[np.float32]:
+        return np.ones(size, dtype=np.float32)
+
+    tensor = gguf.MODEL_TENSOR
+    tensors = {
+        _tensor_name(tensor.TOKEN_EMBD): random(N_VOCAB, N_EMBD),
+        _tensor_name(tensor.OUTPUT_NORM): ones(N_EMBD),
+        _tensor_name(tensor.OUTPUT): random(N_VOCAB, N_EMBD),
+    }
+    for layer in range(N_LAYER):
+        tensors |= {
+            _tensor_name(tensor.ATTN_NORM, layer): ones(N_EMBD),
+            _tensor_name(tensor.ATTN_Q, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
+            _tensor_name(tensor.ATTN_K, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
+            _tensor_name(tensor.ATTN_V, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
+            _tensor_name(tensor.ATTN_OUT, layer): random(N_EMBD, N_HEAD * HEAD_DIM),
+            _tensor_name(tensor.FFN_NORM, layer): ones(N_EMBD),
+            _tensor_name(tensor.FFN_GATE, layer): random(N_FF, N_EMBD),
+            _tensor_name(tensor.FFN_UP, layer): random(N_FF, N_EMBD),
+            _tensor_name(tensor.FFN_DOWN, layer): random(N_EMBD, N_FF),
+        }
+    return tensors
+
+
+def write_tiny_llama_gguf(path: Path, *, seed: int = 0) -> Path:
+    """Write the tiny model to ``path`` (same ``seed``, same file) and return ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer.add_name("bodhi-tiny-llama")
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_vocab_size(N_VOCAB)
+    writer.add_context_length(N_CTX)
+    writer.add_embedding_length(N_EMBD)
+    writer.add_block_count(N_LAYER)
+    writer.add_feed_forward_length(N_FF)
+    writer.add_head_count(N_HEAD)
+    writer.add_head_count_kv(N_HEAD)
+    writer.add_rope_dimension_count(HEAD_DIM)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_pooling_type(gguf.PoolingType.MEAN)  # one vector per input from /v1/embeddings
+
+    tokens, scores, types = _vocabulary()
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_unk_token_id(UNK_ID)
+    writer.add_bos_token_id(BOS_ID)
+    writer.add_eos_token_id(EOS_ID)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    writer.add_chat_template(CHAT_TEMPLATE)
+
+    for name, data in _tensors(seed).items():
+        writer.add_tensor(name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
