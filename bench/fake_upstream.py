@@ -2,7 +2,12 @@
 
 ``POST /v1/chat/completions`` streams ``max_tokens`` chunks (default 16) as server-sent events in the OpenAI
 chunk format, each chunk its own write, then ``data: [DONE]``, with chunked transfer encoding; a non-streamed
-request gets one ``chat.completion`` body. ``GET /v1/models`` lists ``bench-model``.
+request gets one ``chat.completion`` body. ``GET /v1/models`` lists ``bench-model``. ``GET /bench/stats`` counts
+the connections accepted and requests answered so far, so a run can see whether a client reuses connections.
+
+The first chunk's ``id`` is ``chatcmpl-bench-<received>-<sent>``: ``time.monotonic_ns()`` when the request had
+arrived and when that chunk was written. A client on the same machine (same clock) can split its time to first
+token into the way in (client to upstream) and the way back (upstream to client).
 
 Run: ``python bench/fake_upstream.py [--port 0]``; it prints ``PORT <n>`` on stdout once it listens.
 """
@@ -15,6 +20,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from typing import Any
 
 DEFAULT_CHUNKS = 16
@@ -32,6 +38,7 @@ SSE_HEADERS = (
     b"\r\n"
 )
 LAST_CHUNK = b"0\r\n\r\n"
+STATS = {"connections": 0, "requests": 0}
 
 
 def http_chunk(data: bytes) -> bytes:
@@ -61,8 +68,9 @@ class ChunkMaker:
         self.suffix = b' "},"finish_reason":null}]}'
         self.base = base
 
-    def first(self) -> bytes:
-        chunk = {**self.base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "tok0 "}}]}
+    def first(self, received_ns: int) -> bytes:
+        stamped = {**self.base, "id": f"chatcmpl-bench-{received_ns}-{time.monotonic_ns()}"}
+        chunk = {**stamped, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "tok0 "}}]}
         chunk["choices"][0]["finish_reason"] = None
         return sse_event(chunk)
 
@@ -86,11 +94,11 @@ def chunk_count(body: dict[str, Any]) -> int:
         return DEFAULT_CHUNKS
 
 
-async def stream_chat(writer: asyncio.StreamWriter, body: dict[str, Any]) -> None:
+async def stream_chat(writer: asyncio.StreamWriter, body: dict[str, Any], received_ns: int) -> None:
     n = chunk_count(body)
     maker = ChunkMaker(str(body.get("model", "bench-model")))
     write = writer.write
-    write(SSE_HEADERS + maker.first())
+    write(SSE_HEADERS + maker.first(received_ns))
     for i in range(1, n):
         write(maker.middle(i))
         if i % DRAIN_EVERY == 0:
@@ -147,7 +155,9 @@ def parse_head(raw: bytes) -> tuple[str, str, dict[str, str]]:
     return method, target.split("?", 1)[0], headers
 
 
-async def answer(writer: asyncio.StreamWriter, method: str, path: str, body_raw: bytes, close: bool) -> None:
+async def answer(
+    writer: asyncio.StreamWriter, method: str, path: str, body_raw: bytes, *, close: bool, received_ns: int
+) -> None:
     if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
         try:
             body = json.loads(body_raw or b"{}")
@@ -155,9 +165,11 @@ async def answer(writer: asyncio.StreamWriter, method: str, path: str, body_raw:
             writer.write(json_response("400 Bad Request", {"error": {"message": "invalid JSON"}}, close=close))
             return
         if body.get("stream"):
-            await stream_chat(writer, body)
+            await stream_chat(writer, body, received_ns)
         else:
             writer.write(json_response("200 OK", completion(body), close=close))
+    elif method == "GET" and path == "/bench/stats":
+        writer.write(json_response("200 OK", STATS, close=close))
     elif method == "GET" and path in ("/v1/models", "/models"):
         data = [{"id": "bench-model", "object": "model", "owned_by": "bench"}]
         writer.write(json_response("200 OK", {"object": "list", "data": data}, close=close))
@@ -166,6 +178,7 @@ async def answer(writer: asyncio.StreamWriter, method: str, path: str, body_raw:
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    STATS["connections"] += 1
     try:
         while True:
             try:
@@ -174,8 +187,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 return
             method, path, headers = parse_head(head[:-4])
             body = await read_body(reader, headers)
+            received_ns = time.monotonic_ns()
             close = headers.get("connection", "").lower() == "close"
-            await answer(writer, method, path, body, close)
+            STATS["requests"] += 1
+            await answer(writer, method, path, body, close=close, received_ns=received_ns)
             await writer.drain()
             if close:
                 return

@@ -5,9 +5,11 @@ httpx costs a few hundred microseconds of client CPU per streamed request, enoug
 request, an incremental chunked-encoding and SSE decoder. It reports its own CPU use so a run can show that the
 client was not what limited the numbers.
 
-Timings per request (``time.perf_counter``, from just before the request is written):
+Timings per request (``time.monotonic``, from just before the request is written):
   - ttft: until the first SSE event carrying content (``"content":"tok...``) has arrived;
-  - total: until the response has fully arrived (``data: [DONE]`` and the end of the body).
+  - total: until the response has fully arrived (``data: [DONE]`` and the end of the body);
+  - way in / way back, when the first chunk carries bench/fake_upstream.py's stamp (same machine, same clock):
+    until the upstream had the request, and from the upstream writing the first chunk until it arrived here.
 
 Run: ``python bench/load.py --url http://127.0.0.1:PORT [--token T] --concurrency 16 --requests 1000``
 (or ``--long 20000`` for one long stream); prints one JSON object.
@@ -21,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ MAX_CONCURRENCY = 1024
 MAX_REQUESTS = 1_000_000
 READ_SIZE = 256 * 1024
 MAX_HEAD = 64 * 1024
+STAMP = re.compile(rb'"id": ?"chatcmpl-bench-(\d+)-(\d+)"')
 
 
 class ResponseError(Exception):
@@ -42,8 +46,10 @@ class Result:
     ttft: float
     total: float
     chunks: int
-    first_at: float = 0.0  # perf_counter of the first content chunk
-    done_at: float = 0.0  # perf_counter of the end of the response
+    first_at: float = 0.0  # time.monotonic() of the first content chunk
+    done_at: float = 0.0  # time.monotonic() of the end of the response
+    way_in: float | None = None  # until the upstream had the request
+    way_back: float | None = None  # from the upstream's first chunk until it arrived
 
 
 def request_bytes(host: str, port: int, token: str, model: str, chunks: int, *, stream: bool = True) -> bytes:
@@ -89,7 +95,7 @@ class Connection:
     async def _more(self, deadline: float) -> None:
         """Read what has arrived onto the buffer, dropping what has been consumed (``self.pos``) first."""
         assert self.reader is not None
-        left = deadline - time.perf_counter()
+        left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("response timed out")
         data = await asyncio.wait_for(self.reader.read(READ_SIZE), left)
@@ -147,39 +153,61 @@ class Connection:
         if self.writer is None:
             await self.open()
         assert self.writer is not None
-        started = time.perf_counter()
+        started = time.monotonic()
         deadline = started + self.timeout
         self.writer.write(request)
         status, headers = await self._head(deadline)
-        first_at = 0.0
-        chunks = 0
-        done = False
-        pending = b""
+        events = SseEvents()
         async for piece in self._body_chunks(headers, deadline):
-            if status != 200:
-                pending += piece
-                continue
-            events = (pending + piece).split(b"\n\n")
-            pending = events.pop()
-            for event in events:
-                if b'"content"' in event and b'"tok' in event:
-                    chunks += 1
-                    if not first_at:
-                        first_at = time.perf_counter()
-                elif event.startswith(b"data: [DONE]"):
-                    done = True
-                elif b'"error"' in event:
-                    raise ResponseError(f"in-band error: {event[:300]!r}")
-        done_at = time.perf_counter()
+            events.feed(piece, count=status == 200)
+        done_at = time.monotonic()
         if headers.get("connection", "").lower() == "close":
             self.close()
         if status != 200:
-            raise ResponseError(f"HTTP {status}: {pending[:300]!r}")
-        if not done or not first_at:
-            raise ResponseError(f"stream ended without [DONE] or content ({chunks} chunks)")
-        if expect_chunks is not None and chunks != expect_chunks:
-            raise ResponseError(f"expected {expect_chunks} content chunks, got {chunks}")
-        return Result(ttft=first_at - started, total=done_at - started, chunks=chunks, first_at=first_at, done_at=done_at)
+            raise ResponseError(f"HTTP {status}: {events.pending[:300]!r}")
+        if not events.done or not events.first_at:
+            raise ResponseError(f"stream ended without [DONE] or content ({events.chunks} chunks)")
+        if expect_chunks is not None and events.chunks != expect_chunks:
+            raise ResponseError(f"expected {expect_chunks} content chunks, got {events.chunks}")
+        return Result(
+            ttft=events.first_at - started,
+            total=done_at - started,
+            chunks=events.chunks,
+            first_at=events.first_at,
+            done_at=done_at,
+            way_in=None if events.received is None else events.received - started,
+            way_back=None if events.sent is None else events.first_at - events.sent,
+        )
+
+
+class SseEvents:
+    """Counts the content events of an SSE body fed in pieces; notes when the first one arrived."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.chunks = 0
+        self.first_at = 0.0
+        self.done = False
+        self.received: float | None = None  # the upstream's stamps on the first chunk, if any
+        self.sent: float | None = None
+
+    def feed(self, piece: bytes, *, count: bool) -> None:
+        if not count:  # an error body: keep it for the message
+            self.pending += piece
+            return
+        events = (self.pending + piece).split(b"\n\n")
+        self.pending = events.pop()
+        for event in events:
+            if b'"content"' in event and b'"tok' in event:
+                self.chunks += 1
+                if not self.first_at:
+                    self.first_at = time.monotonic()
+                    if stamp := STAMP.search(event):
+                        self.received, self.sent = int(stamp[1]) / 1e9, int(stamp[2]) / 1e9
+            elif event.startswith(b"data: [DONE]"):
+                self.done = True
+            elif b'"error"' in event:
+                raise ResponseError(f"in-band error: {event[:300]!r}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -197,18 +225,18 @@ class Cell:
 
 
 async def run_clients(
-    host: str, port: int, request: bytes, *, concurrency: int, requests: int, chunks: int, timeout: float, budget: float
+    host: str, port: int, request: bytes, *, concurrency: int, requests: int, chunks: int, limit: float, budget: float
 ) -> tuple[Cell, float]:
     """``concurrency`` clients share ``requests`` requests; stop early after ``budget`` seconds."""
     cell = Cell()
     issued = 0
-    stop_at = time.perf_counter() + budget
+    stop_at = time.monotonic() + budget
 
     async def client() -> None:
         nonlocal issued
-        conn = Connection(host, port, timeout)
+        conn = Connection(host, port, limit)
         try:
-            while issued < requests and time.perf_counter() < stop_at and len(cell.errors) < max(10, requests // 10):
+            while issued < requests and time.monotonic() < stop_at and len(cell.errors) < max(10, requests // 10):
                 issued += 1
                 try:
                     cell.results.append(await conn.stream(request, chunks))
@@ -218,9 +246,9 @@ async def run_clients(
         finally:
             conn.close()
 
-    started = time.perf_counter()
+    started = time.monotonic()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    return cell, time.perf_counter() - started
+    return cell, time.monotonic() - started
 
 
 async def load(args: argparse.Namespace) -> dict[str, Any]:
@@ -234,10 +262,10 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
         concurrency=args.concurrency,
         requests=args.warmup,
         chunks=args.chunks,
-        timeout=args.timeout,
+        limit=args.timeout,
         budget=args.budget,
     )
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, wall0 = time.process_time(), time.monotonic()
     cell, elapsed = await run_clients(
         host,
         port,
@@ -245,13 +273,15 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
         concurrency=args.concurrency,
         requests=args.requests,
         chunks=args.chunks,
-        timeout=args.timeout,
+        limit=args.timeout,
         budget=args.budget,
     )
     cpu = time.process_time() - cpu0
-    wall = time.perf_counter() - wall0
+    wall = time.monotonic() - wall0
     ttft = [r.ttft for r in cell.results]
     total = [r.total for r in cell.results]
+    way_in = [r.way_in for r in cell.results if r.way_in is not None]
+    way_back = [r.way_back for r in cell.results if r.way_back is not None]
     return {
         "concurrency": args.concurrency,
         "requests": len(cell.results),
@@ -264,6 +294,8 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
         "ttft_p99_ms": percentile(ttft, 99) * 1000,
         "total_p50_ms": percentile(total, 50) * 1000,
         "total_p99_ms": percentile(total, 99) * 1000,
+        "way_in_p50_ms": percentile(way_in, 50) * 1000,
+        "way_back_p50_ms": percentile(way_back, 50) * 1000,
         "client_cpu_pct": 100 * cpu / wall if wall > 0 else math.nan,
     }
 
@@ -280,14 +312,14 @@ async def long_stream(args: argparse.Namespace) -> dict[str, Any]:
             await conn.stream(warm, 16)
         request = request_bytes(host, port, args.token, args.model, args.long)
         for _ in range(args.repeat):
-            cpu0, wall0 = time.process_time(), time.perf_counter()
+            cpu0, wall0 = time.process_time(), time.monotonic()
             try:
                 result = await conn.stream(request, None)
             except (OSError, TimeoutError, ResponseError, ValueError) as exc:
                 runs.append({"error": f"{type(exc).__name__}: {exc}"})
                 conn.close()
                 continue
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
             span = result.done_at - result.first_at
             runs.append(
                 {

@@ -17,7 +17,9 @@ from bodhi_shared.migrate import migrate_dsn
 from bodhi_shared.worker_keys import KEYS_DIR
 from tests.support.backing import create_database, drop_database, new_name, postgres_server, redis_server
 from tests.support.fake_upstream import FakeUpstream, Script, free_port
+from tests.support.llama_server import run_llama_server
 from tests.support.processes import BodhiProcess, create_user_and_token, wait_for_workers, wait_until_serving
+from tests.support.tiny_gguf import write_tiny_llama_gguf
 
 TEST_API_KEY = "sk-test-" + "k3y" * 8  # planted: must reach the upstream and nothing else
 ADMIN_PASSWORD = "admin-pa55word-planted"  # planted: must appear in no response and no log
@@ -72,11 +74,23 @@ def fake_upstream() -> Iterator[FakeUpstream]:
     upstream.stop()
 
 
+LLAMA_ALIAS = "tiny-llama"
+
+
+@pytest.fixture(scope="session")
+def llama_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL (``http://127.0.0.1:PORT/v1``) of llama_cpp.server serving a generated tiny GGUF."""
+    scratch = tmp_path_factory.mktemp("llama-peer")
+    model = write_tiny_llama_gguf(scratch / "tiny-llama.gguf")
+    with run_llama_server(model, model_alias=LLAMA_ALIAS, log_path=scratch / "llama-server.log") as base_url:
+        yield base_url
+
+
 @dataclass
 class Gateway:
     base_url: str
     api: BodhiProcess
-    worker: BodhiProcess
+    worker: BodhiProcess | None
     env: dict[str, str]
     admin_username: str
     admin_token: str  # an admin's token with scope power_user
@@ -90,7 +104,7 @@ class Gateway:
         return f"{self.base_url}/v1"
 
     def logs(self) -> str:
-        return self.api.log_text() + self.worker.log_text()
+        return self.api.log_text() + (self.worker.log_text() if self.worker else "")
 
 
 def gateway_env(*, database_url: str, redis_url: str, redis_prefix: str, home: Path, port: int) -> dict[str, str]:
@@ -125,6 +139,43 @@ def gateway(database_url: str, redis_url: str, redis_prefix: str, scratch: Path)
     finally:
         api.stop()
         worker.stop()
+
+
+StartGateway = Callable[..., Gateway]
+
+
+@pytest.fixture
+def start_gateway(gateway: Gateway, scratch: Path) -> Iterator[StartGateway]:
+    """Start another API (and, unless ``worker=False``, a remote worker) in a Redis namespace of its own.
+
+    It shares the test run's database and worker keys, so the run's users, tokens and API models work there.
+    """
+    started: list[Gateway] = []
+
+    def start(*, worker: bool = True, **settings: str) -> Gateway:
+        port, prefix = free_port(), new_name("bodhitest-own")
+        env = gateway.env | {"BODHI_PORT": str(port), "BODHI_REDIS_PREFIX": prefix} | settings
+        api = BodhiProcess(["api"], env=env, log_path=scratch / f"{prefix}-api.log")
+        remote = BodhiProcess(["remote-worker"], env=env, log_path=scratch / f"{prefix}-worker.log") if worker else None
+        own = Gateway(
+            base_url=f"http://127.0.0.1:{port}",
+            api=api,
+            worker=remote,
+            env=env,
+            admin_username=gateway.admin_username,
+            admin_token=gateway.admin_token,
+        )
+        started.append(own)
+        wait_until_serving(own.base_url, api)
+        if remote is not None:
+            wait_for_workers(own.base_url)
+        return own
+
+    yield start
+    for own in started:
+        own.api.stop()
+        if own.worker is not None:
+            own.worker.stop()
 
 
 @pytest.fixture

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.support.llama_server import run_llama_server
-from tests.support.tiny_gguf import N_EMBD, write_tiny_llama_gguf
-
-LLAMA_ALIAS = "tiny-llama"
-
-
-@pytest.fixture(scope="session")
-def llama_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL (``http://127.0.0.1:PORT/v1``) of llama_cpp.server serving the tiny model as ``tiny-llama``."""
-    scratch = tmp_path_factory.mktemp("llama-peer")
-    model = write_tiny_llama_gguf(scratch / "tiny-llama.gguf")
-    with run_llama_server(model, model_alias=LLAMA_ALIAS, log_path=scratch / "llama-server.log") as base_url:
-        yield base_url
-
+from tests.conftest import LLAMA_ALIAS
+from tests.support.tiny_gguf import N_EMBD
 
 CHAT = {"model": LLAMA_ALIAS, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
 

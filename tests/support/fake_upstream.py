@@ -30,6 +30,7 @@ class Script:
     latency: float = 0.0  # seconds slept before answering at all (after the request is recorded)
     # statuses answered to the first requests, one each (popped), before the scripted answer: [429, 429]
     leading_failures: list[int] = field(default_factory=list)
+    disconnect_after: int | None = None  # drop the connection after this many chunks, without [DONE]
 
 
 @dataclass
@@ -38,11 +39,42 @@ class RecordedRequest:
     headers: dict[str, str]
     body: dict[str, Any]
     chunk_times: list[float] = field(default_factory=list)  # time.monotonic() when each chunk was sent
+    sent: list[bytes] = field(default_factory=list)  # the data: payload of each SSE event, as sent
     finished_at: float | None = None
+    client_gone_at: float | None = None  # time.monotonic() when the client closed the stream early
 
 
 def chunk_text(script: Script, index: int) -> str:
     return f"{script.text}{index} "
+
+
+USAGE_PROMPT_TOKENS = 5
+TOOL = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+
+
+def usage_of(script: Script) -> dict[str, int]:
+    return {
+        "prompt_tokens": USAGE_PROMPT_TOKENS,
+        "completion_tokens": script.chunks,
+        "total_tokens": USAGE_PROMPT_TOKENS + script.chunks,
+    }
+
+
+def tool_call_chunks(model: str) -> list[dict[str, Any]]:
+    """A tool call streamed as OpenAI does: the name first, then the arguments in pieces."""
+    first = {"index": 0, "id": "call_fake", "type": "function", "function": {"name": TOOL["name"], "arguments": ""}}
+    pieces = [TOOL["arguments"][:8], TOOL["arguments"][8:]]
+    deltas = [{"tool_calls": [first]}] + [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces]
+    return [
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": model,
+            "choices": [{"index": 0, "delta": d, "finish_reason": "tool_calls" if i == len(deltas) - 1 else None}],
+        }
+        for i, d in enumerate(deltas)
+    ]
 
 
 def completion_chunk(model: str, index: int, content: str) -> dict[str, Any]:
@@ -78,6 +110,7 @@ class FakeUpstream:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             ]
         )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
@@ -137,6 +170,19 @@ class FakeUpstream:
             return StreamingResponse(self._stream(record, model, script), media_type="text/event-stream")
         content = "".join(chunk_text(script, i) for i in range(script.chunks))
         record.finished_at = time.monotonic()
+        if body.get("tools"):
+            call = {"id": "call_fake", "type": "function", "function": dict(TOOL)}
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            return JSONResponse(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": 1700000000,
+                    "model": model,
+                    "usage": usage_of(script),
+                    "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                }
+            )
         return JSONResponse(
             {
                 "id": "chatcmpl-fake",
@@ -146,18 +192,51 @@ class FakeUpstream:
                 "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
                 ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": script.chunks, "total_tokens": 5 + script.chunks},
+                "usage": usage_of(script),
             }
         )
 
+    async def _embeddings(self, request: Request) -> Response:
+        body = json.loads(await request.body())
+        self.requests.append(RecordedRequest(path=request.url.path, headers=dict(request.headers), body=body))
+        inputs = body.get("input")
+        inputs = inputs if isinstance(inputs, list) else [inputs]
+        data = [{"object": "embedding", "index": i, "embedding": [0.5, -0.25, float(i)]} for i in range(len(inputs))]
+        usage = {"prompt_tokens": 2 * len(inputs), "total_tokens": 2 * len(inputs)}
+        return JSONResponse({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
+
     async def _stream(self, record: RecordedRequest, model: str, script: Script) -> AsyncIterator[bytes]:
-        for i in range(script.chunks):
-            if i and script.delay:
-                await asyncio.sleep(script.delay)
-            record.chunk_times.append(time.monotonic())
-            yield f"data: {json.dumps(completion_chunk(model, i, chunk_text(script, i)))}\n\n".encode()
-        yield b"data: [DONE]\n\n"
-        record.finished_at = time.monotonic()
+        if record.body.get("tools"):
+            chunks = tool_call_chunks(model)
+        else:
+            chunks = [completion_chunk(model, i, chunk_text(script, i)) for i in range(script.chunks)]
+            chunks[-1]["choices"][0]["finish_reason"] = "stop"
+        if (record.body.get("stream_options") or {}).get("include_usage"):
+            chunks.append(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": 1700000000,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage_of(script),
+                }
+            )
+        try:
+            for i, chunk in enumerate(chunks):
+                if i and script.delay:
+                    await asyncio.sleep(script.delay)
+                if script.disconnect_after is not None and i == script.disconnect_after:
+                    raise ConnectionAbortedError("scripted disconnect")  # uvicorn drops the connection
+                payload = json.dumps(chunk).encode()
+                record.chunk_times.append(time.monotonic())
+                record.sent.append(payload)
+                yield b"data: " + payload + b"\n\n"
+            yield b"data: [DONE]\n\n"
+            record.finished_at = time.monotonic()
+        finally:
+            if record.finished_at is None and script.disconnect_after is None:
+                record.client_gone_at = time.monotonic()
 
 
 def _free_port() -> int:

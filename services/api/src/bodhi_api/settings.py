@@ -12,6 +12,8 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings):
     pickup_timeout: float = 10.0
     # Longest silence between two events of one request before the client gets an error.
     stream_idle_timeout: float = 330.0
+    # While a stream waits, a ": keep-alive" comment this often (load balancers cut idle connections).
+    sse_keepalive_interval: float = 15.0
     # Events buffered for one client before it is cut off as too slow.
     stream_buffer_limit: int = 10_000
     # Jobs waiting in the queue beyond which new requests get 429.

@@ -146,6 +146,7 @@ class EventReader:
         self._resources = resources
         self.subscription = subscription
         self.worker_id: str | None = None
+        self._last_event_at = time.monotonic()
 
     async def next(self, *, keepalive_after: float | None = None) -> StreamEvent | None:
         """The next event; None when ``keepalive_after`` seconds passed without one (time for a keep-alive).
@@ -153,20 +154,25 @@ class EventReader:
         Silence longer than the idle timeout, or the worker's heartbeat stopping, become ERROR events.
         """
         settings = self._resources.settings
-        started = time.monotonic()
+        called_at = time.monotonic()
+        wait_s = min(LIVENESS_CHECK_S, keepalive_after) if keepalive_after else LIVENESS_CHECK_S
         while True:
             try:
-                return await self.subscription.next_event(LIVENESS_CHECK_S)
+                event = await self.subscription.next_event(wait_s)
             except TimeoutError:
                 pass
             except BodhiError as exc:
                 return error_event(exc)
-            silent = time.monotonic() - started
-            if silent >= settings.stream_idle_timeout:
+            else:
+                self._last_event_at = time.monotonic()
+                return event
+            now = time.monotonic()
+            if now - self._last_event_at >= settings.stream_idle_timeout:
+                silent = now - self._last_event_at
                 return error_event(UpstreamTimeout(f"No data for {silent:.0f} s; the request was stopped."))
             if self.worker_id is not None and not await self._worker_alive(self.worker_id):
                 return error_event(WorkerLost("The worker serving this request stopped; retry the request."))
-            if keepalive_after is not None and silent >= keepalive_after:
+            if keepalive_after is not None and now - called_at >= keepalive_after:
                 return None
 
     async def _worker_alive(self, worker_id: str) -> bool:
@@ -254,9 +260,7 @@ class Relay:
                     outcome = Outcome("error", event.status)
                     yield sse_data(event.data) + SSE_DONE
                     break
-                event = await self._reader.next(keepalive_after=KEEPALIVE_S)
+                event = await self._reader.next(keepalive_after=self._resources.settings.sse_keepalive_interval)
         finally:
             self.close(outcome)
 
-
-KEEPALIVE_S = 15.0

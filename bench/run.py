@@ -1,0 +1,575 @@
+"""Bodhi's benchmark: the upstream directly vs. through the gateway vs. through the LiteLLM proxy.
+
+Run from the repository root: ``uv run python bench/run.py [--quick]``. See bench/README.md.
+
+It installs ``litellm[proxy]`` into ``bench/.venv-litellm`` (once), starts a fast fake upstream
+(bench/fake_upstream.py), the gateway as users run it (``bodhi api`` + ``bodhi remote-worker`` on a fresh
+Postgres database and Redis prefix) and the LiteLLM proxy (one worker) on loopback, drives all three with
+bench/load.py, interleaved per concurrency level, then prints a Markdown table and writes bench/RESULTS.md.
+Everything it starts is stopped and its database dropped at the end, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `tests.support` helpers, when run as a script
+
+LITELLM_VENV = BENCH / ".venv-litellm"
+LITELLM_BIN = LITELLM_VENV / "bin" / "litellm"
+RESULTS = BENCH / "RESULTS.md"
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+MODEL = "bench-model"
+UPSTREAM_KEY = "sk-bench"
+LITELLM_MASTER_KEY = "sk-litellm-bench-master"
+LONG_CHUNKS = 20_000
+CONCURRENCY = (1, 16, 64)
+TARGETS = ("direct", "gateway", "litellm")
+
+# Targets of the product issue.
+MAX_ADDED_TTFT_MS = 3.0
+MIN_RPS_RATIO = 5.0
+MIN_CHUNKS_PER_S = 20_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Requests per cell (timed, warm-up) by concurrency, and long streams per target."""
+
+    requests: dict[int, int]
+    warmup: dict[int, int]
+    long_repeat: int
+
+    @classmethod
+    def of(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(requests={1: 50, 16: 200, 64: 200}, warmup={1: 10, 16: 32, 64: 64}, long_repeat=1)
+        return cls(requests={1: 200, 16: 1000, 64: 1000}, warmup={1: 20, 16: 100, 64: 128}, long_repeat=3)
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    token: str = ""
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- LiteLLM's own virtual environment
+
+
+def ensure_litellm() -> str:
+    """Create bench/.venv-litellm with ``litellm[proxy]`` unless it is there; return litellm's version."""
+    if not LITELLM_BIN.exists():
+        log(f"installing litellm[proxy] into {LITELLM_VENV.relative_to(ROOT)} (once; a minute or two)")
+        uv = shutil.which("uv")
+        python = LITELLM_VENV / "bin" / "python"
+        if uv:
+            subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(LITELLM_VENV)], check=True, timeout=300)
+            install = [uv, "pip", "install", "-q", "--python", str(python), "litellm[proxy]"]
+        else:
+            subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, timeout=300)
+            install = [str(python), "-m", "pip", "install", "-q", "litellm[proxy]"]
+        subprocess.run(install, check=True, timeout=1800)
+        if not LITELLM_BIN.exists():
+            raise RuntimeError(f"litellm[proxy] installed but {LITELLM_BIN} is missing")
+    done = subprocess.run(
+        [str(LITELLM_VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Child:
+    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], logs: Path, stdout_pipe: bool = False):
+        self.name = name
+        self.log_path = logs / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE if stdout_pipe else self._log,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def read_line(self, timeout: float) -> str:
+        """The next line of a piped stdout, or an error after ``timeout`` seconds."""
+        assert self.popen.stdout is not None
+        ready, _, _ = select.select([self.popen.stdout], [], [], timeout)
+        if not ready:
+            raise RuntimeError(f"{self.name} printed nothing within {timeout} s:\n{self.log_tail()}")
+        return self.popen.stdout.readline().decode()
+
+    def check_alive(self) -> None:
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, size: int = 4000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-size:]
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        self._log.close()
+
+
+def wait_http(url: str, child: Child, *, timeout: float, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        child.check_alive()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{child.name} did not answer {url} within {timeout} s:\n{child.log_tail()}")
+
+
+def start_upstream(stack: contextlib.ExitStack, logs: Path) -> Target:
+    child = Child(
+        "fake-upstream",
+        [sys.executable, str(BENCH / "fake_upstream.py"), "--port", "0"],
+        env=dict(os.environ),
+        logs=logs,
+        stdout_pipe=True,
+    )
+    stack.callback(child.stop)
+    line = child.read_line(timeout=30)
+    if not line.startswith("PORT "):
+        raise RuntimeError(f"fake upstream said {line!r}:\n{child.log_tail()}")
+    url = f"http://127.0.0.1:{int(line.split()[1])}"
+    wait_http(f"{url}/v1/models", child, timeout=10)
+    return Target("direct", url)
+
+
+def free_port() -> int:
+    from tests.support.fake_upstream import free_port as pick
+
+    return pick()
+
+
+# ---------------------------------------------------------------- the gateway
+
+
+def start_gateway(stack: contextlib.ExitStack, logs: Path, upstream: Target) -> Target:
+    """``bodhi api`` + ``bodhi remote-worker`` on a fresh database and Redis prefix, an API model registered."""
+    from bodhi_shared.crypto import load_or_create_key_pair
+    from bodhi_shared.worker_keys import KEYS_DIR
+    from tests.support.backing import create_database, drop_database, new_name
+    from tests.support.processes import bodhi, create_user_and_token
+
+    database = new_name("bench")
+    database_url = asyncio.run(create_database(POSTGRES_URL, database))
+    stack.callback(lambda: asyncio.run(drop_database(POSTGRES_URL, database)))
+    prefix = new_name("bench")
+    stack.callback(delete_redis_prefix, prefix)
+    home = logs / "bodhi-home"
+    load_or_create_key_pair(home / KEYS_DIR)
+    port = free_port()
+    env = {
+        "BODHI_DATABASE_URL": database_url,
+        "BODHI_REDIS_URL": REDIS_URL,
+        "BODHI_REDIS_PREFIX": prefix,
+        "BODHI_HOME": str(home),
+        "BODHI_PORT": str(port),
+        "BODHI_LOG_LEVEL": "WARNING",
+    }
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BODHI_")} | env
+    api = Child("bodhi-api", bodhi("api"), env=full_env, logs=logs)
+    stack.callback(api.stop)
+    worker = Child("bodhi-remote-worker", bodhi("remote-worker"), env=full_env, logs=logs)
+    stack.callback(worker.stop)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/ping", api, timeout=60)
+    wait_workers(base, worker, timeout=60)
+    token = create_user_and_token(full_env, username=new_name("bench_admin"), password=new_name("pw-bench"))
+    created = httpx.post(
+        f"{base}/bodhi/v1/models/api",
+        json={"name": "bench upstream", "base_url": f"{upstream.url}/v1", "api_key": UPSTREAM_KEY, "models": [MODEL]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    if created.status_code != 201:
+        raise RuntimeError(f"registering the API model failed: {created.status_code} {created.text}")
+    return Target("gateway", base, token)
+
+
+def wait_workers(base: str, worker: Child, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.check_alive()
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            if httpx.get(f"{base}/health", timeout=2).json().get("workers", {}).get("remote", 0) >= 1:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"no remote worker seen at {base}/health within {timeout} s:\n{worker.log_tail()}")
+
+
+def delete_redis_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------- LiteLLM
+
+
+LITELLM_CONFIG = """\
+model_list:
+  - model_name: {model}
+    litellm_params:
+      model: openai/{model}
+      api_base: {api_base}
+      api_key: {api_key}
+litellm_settings:
+  set_verbose: false
+  json_logs: false
+general_settings:
+  master_key: {master_key}
+  disable_spend_logs: true
+  disable_error_logs: true
+"""
+
+
+def start_litellm(stack: contextlib.ExitStack, logs: Path, upstream: Target) -> Target:
+    config = logs / "litellm-config.yaml"
+    config.write_text(
+        LITELLM_CONFIG.format(
+            model=MODEL, api_base=f"{upstream.url}/v1", api_key=UPSTREAM_KEY, master_key=LITELLM_MASTER_KEY
+        )
+    )
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "VIRTUAL_ENV", "PYTHONPATH")}
+    env |= {
+        "LITELLM_LOG": "WARNING",  # like the gateway's BODHI_LOG_LEVEL=WARNING: no access log
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # this machine has no internet: don't fetch the cost map
+        "LITELLM_TELEMETRY": "False",
+        "ANONYMIZED_TELEMETRY": "False",
+        "NO_DOCS": "True",
+    }
+    argv = [str(LITELLM_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    child = Child("litellm", argv, env=env, logs=logs)
+    stack.callback(child.stop)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/health/liveliness", child, timeout=240)
+    return Target("litellm", base, LITELLM_MASTER_KEY)
+
+
+# ---------------------------------------------------------------- load
+
+
+def run_load(target: Target, args: list[str], *, timeout: float) -> dict[str, Any]:
+    argv = [sys.executable, str(BENCH / "load.py"), "--url", target.url, "--token", target.token, *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"load.py against {target.name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def check_target(target: Target) -> None:
+    """One small streamed request must work before the target is measured."""
+    result = run_load(target, ["--concurrency", "1", "--requests", "2", "--warmup", "1", "--timeout", "30"], timeout=90)
+    if result["errors"] or result["requests"] != 2:
+        raise RuntimeError(f"{target.name} does not stream correctly: {result['error_samples']}")
+
+
+def upstream_stats(upstream: Target) -> dict[str, int]:
+    """Connections the fake upstream has accepted and requests it has answered (this call included)."""
+    stats: dict[str, int] = httpx.get(f"{upstream.url}/bench/stats", timeout=10).json()
+    return stats
+
+
+def measure(targets: dict[str, Target], plan: Plan) -> dict[tuple[int, str], dict[str, Any]]:
+    """Every concurrency level for every target; the targets take turns within a level, order rotating."""
+    cells: dict[tuple[int, str], dict[str, Any]] = {}
+    for level, concurrency in enumerate(CONCURRENCY):
+        order = TARGETS[level % 3 :] + TARGETS[: level % 3]
+        for name in order:
+            args = [
+                "--concurrency",
+                str(concurrency),
+                "--requests",
+                str(plan.requests[concurrency]),
+                "--warmup",
+                str(plan.warmup[concurrency]),
+                "--budget",
+                "150",
+            ]
+            log(f"c={concurrency:<3} {name:<8} {plan.requests[concurrency]} requests")
+            before = upstream_stats(targets["direct"])
+            cell = run_load(targets[name], args, timeout=400)
+            after = upstream_stats(targets["direct"])
+            served = after["requests"] - before["requests"]
+            cell["upstream_conns_per_req"] = (
+                (after["connections"] - before["connections"]) / served if served else math.nan
+            )
+            log(
+                f"c={concurrency:<3} {name:<8} ttft p50 {cell['ttft_p50_ms']:.2f} ms, {cell['rps']:.0f} req/s, "
+                f"{cell['errors']} errors"
+            )
+            cells[concurrency, name] = cell
+    return cells
+
+
+def measure_long(targets: dict[str, Target], plan: Plan) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in TARGETS:
+        log(f"long stream {name:<8} {LONG_CHUNKS} chunks x {plan.long_repeat}")
+        args = ["--long", str(LONG_CHUNKS), "--repeat", str(plan.long_repeat), "--timeout", "120"]
+        out[name] = run_load(targets[name], args, timeout=500)
+        log(f"long stream {name:<8} {out[name]['chunks_per_s']:.0f} chunks/s, {out[name]['errors']} errors")
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def results_table(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
+    rows = [
+        "| concurrency | target | TTFT p50 (ms) | TTFT p99 (ms) | total p50 (ms) | total p99 (ms) | requests/s "
+        "| requests | errors | client CPU % |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for concurrency in CONCURRENCY:
+        for name in TARGETS:
+            c = cells[concurrency, name]
+            rows.append(
+                f"| {concurrency} | {name} | {fmt(c['ttft_p50_ms'])} | {fmt(c['ttft_p99_ms'])} "
+                f"| {fmt(c['total_p50_ms'])} | {fmt(c['total_p99_ms'])} | {fmt(c['rps'], 0)} "
+                f"| {c['requests']} | {c['errors']} | {fmt(c['client_cpu_pct'], 0)} |"
+            )
+    return "\n".join(rows)
+
+
+def split_table(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
+    rows = [
+        "| concurrency | target | TTFT p50 (ms) | way in p50 (ms) | way back p50 (ms) | upstream connections/request |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for concurrency in CONCURRENCY:
+        for name in TARGETS:
+            c = cells[concurrency, name]
+            rows.append(
+                f"| {concurrency} | {name} | {fmt(c['ttft_p50_ms'])} | {fmt(c.get('way_in_p50_ms', math.nan))} "
+                f"| {fmt(c.get('way_back_p50_ms', math.nan))} | {fmt(c['upstream_conns_per_req'])} |"
+            )
+    return "\n".join(rows)
+
+
+def long_table(long: dict[str, dict[str, Any]]) -> str:
+    rows = ["| target | chunks/s (median) | runs (chunks/s) | errors |", "|---|---:|---|---:|"]
+    for name in TARGETS:
+        runs = ", ".join(fmt(r["chunks_per_s"], 0) if "chunks_per_s" in r else "error" for r in long[name]["runs"])
+        rows.append(f"| {name} | {fmt(long[name]['chunks_per_s'], 0)} | {runs} | {long[name]['errors']} |")
+    return "\n".join(rows)
+
+
+def verdicts(cells: dict[tuple[int, str], dict[str, Any]], long: dict[str, dict[str, Any]]) -> list[str]:
+    added = cells[1, "gateway"]["ttft_p50_ms"] - cells[1, "direct"]["ttft_p50_ms"]
+    added_litellm = cells[1, "litellm"]["ttft_p50_ms"] - cells[1, "direct"]["ttft_p50_ms"]
+    ratio = cells[16, "gateway"]["rps"] / cells[16, "litellm"]["rps"]
+    rate, direct_rate = long["gateway"]["chunks_per_s"], long["direct"]["chunks_per_s"]
+    errors = sum(c["errors"] for c in cells.values()) + sum(x["errors"] for x in long.values())
+
+    def met(ok: bool) -> str:
+        return "**met**" if ok else "**NOT met**"
+
+    return [
+        f"- Added time to first token at concurrency 1 (p50, gateway minus direct): {fmt(added)} ms "
+        f"(target <= {MAX_ADDED_TTFT_MS:g} ms): {met(added <= MAX_ADDED_TTFT_MS)}. "
+        f"LiteLLM adds {fmt(added_litellm)} ms.",
+        f"- Requests/s at concurrency 16, gateway / LiteLLM: {fmt(cells[16, 'gateway']['rps'], 0)} / "
+        f"{fmt(cells[16, 'litellm']['rps'], 0)} = {fmt(ratio)}x (target >= {MIN_RPS_RATIO:g}x): "
+        f"{met(ratio >= MIN_RPS_RATIO)}.",
+        f"- One long stream ({LONG_CHUNKS} chunks) through the gateway: {fmt(rate, 0)} chunks/s vs "
+        f"{fmt(direct_rate, 0)} direct ({fmt(100 * rate / direct_rate, 1)}% of direct; target >= {MIN_CHUNKS_PER_S} "
+        f"chunks/s): {met(rate >= MIN_CHUNKS_PER_S)}.",
+        f"- Failed requests across the run: {errors}.",
+    ]
+
+
+def machine() -> list[str]:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return [f"{os.cpu_count()} CPUs ({cpu})", f"Python {platform.python_version()}", platform.platform()]
+
+
+def git_commit() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        if done.returncode == 0:
+            return done.stdout.strip()
+    return "unknown"
+
+
+def report(
+    cells: dict[tuple[int, str], dict[str, Any]],
+    long: dict[str, dict[str, Any]],
+    *,
+    litellm_version: str,
+    plan: Plan,
+    quick: bool,
+    seconds: float,
+) -> str:
+    requests = ", ".join(f"{plan.requests[c]} at c={c}" for c in CONCURRENCY)
+    return "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            f"`uv run python bench/run.py{' --quick' if quick else ''}` on "
+            f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, commit {git_commit()}, {seconds:.0f} s.",
+            "",
+            f"- Machine: {'; '.join(machine())}",
+            f"- LiteLLM {litellm_version} (`litellm[proxy]`, one worker, master key, no database)",
+            "- Gateway: `bodhi api` + `bodhi remote-worker`, Postgres and Redis on loopback, `BODHI_LOG_LEVEL=WARNING`",
+            "- Upstream: bench/fake_upstream.py, 16 chunks per response; load: bench/load.py, streaming requests, "
+            f"{requests} (after a warm-up), the three targets in turn at each level",
+            "",
+            "TTFT: until the first SSE event with content has arrived; total: until the whole response has. "
+            "Client CPU % is the load generator's own (one process; 100% would mean it limited the numbers).",
+            "",
+            "## Streaming chat completions",
+            "",
+            results_table(cells),
+            "",
+            "## Where the time to first token goes",
+            "",
+            "Way in: from the client writing the request until the fake upstream had read it; way back: from the "
+            "upstream writing the first chunk until the client had it (the upstream stamps both times, from the "
+            "same monotonic clock, into the first chunk's id; n/a where a target rewrites the id). "
+            "Upstream connections/request: TCP connections the upstream accepted per request it answered in the "
+            "cell, warm-up included; near 0 means the target reuses its connections to the provider.",
+            "",
+            split_table(cells),
+            "",
+            "## One long stream",
+            "",
+            long_table(long),
+            "",
+            "## Targets",
+            "",
+            *verdicts(cells, long),
+            "",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the cleanup runs."""
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(quick: bool) -> int:
+    started = time.monotonic()
+    plan = Plan.of(quick)
+    litellm_version = ensure_litellm()
+    log(f"litellm {litellm_version}")
+    with contextlib.ExitStack() as stack, terminate_on_sigterm():
+        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bodhi-bench-")))
+        upstream = start_upstream(stack, logs)
+        log(f"fake upstream on {upstream.url}")
+        gateway = start_gateway(stack, logs, upstream)
+        log(f"gateway on {gateway.url}")
+        litellm = start_litellm(stack, logs, upstream)
+        log(f"litellm on {litellm.url}")
+        targets = {"direct": upstream, "gateway": gateway, "litellm": litellm}
+        for target in targets.values():
+            check_target(target)
+        cells = measure(targets, plan)
+        long = measure_long(targets, plan)
+        text = report(
+            cells, long, litellm_version=litellm_version, plan=plan, quick=quick, seconds=time.monotonic() - started
+        )
+        log("stopping everything")
+    RESULTS.write_text(text)
+    print(text)
+    print(f"(written to {RESULTS.relative_to(ROOT)})")
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer requests and one long stream per target")
+    args = parser.parse_args()
+    try:
+        sys.exit(run(args.quick))
+    except KeyboardInterrupt:
+        log("interrupted; everything was stopped")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
