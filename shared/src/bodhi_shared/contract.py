@@ -9,8 +9,8 @@ order a worker produces them:
                                              answer of a provider check
     STARTED -> ... -> ERROR                  a failure, before or after the first chunk
 
-STARTED names the worker (``meta["worker"]``) so the API can notice it dying; DONE and RESPONSE carry the
-provider's token usage (``meta["usage"]``). The API cancels a job by publishing its request id on
+STARTED names the worker and its kind (``meta["worker"]``, ``meta["kind"]``) so the API can notice it dying;
+DONE and RESPONSE carry the token usage (``meta["usage"]``). The API cancels a job by publishing its request id on
 ``RedisKeys.cancel_channel``.
 """
 
@@ -51,6 +51,15 @@ class Upstream:
     sealed_key: bytes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalModel:
+    """A local alias as a local worker needs it: the GGUF file and how to load it."""
+
+    alias: str
+    path: str
+    context_params: dict[str, Any]  # llama_cpp.Llama keyword arguments: n_ctx, n_gpu_layers, ...
+
+
 class Endpoint(enum.StrEnum):
     """The OpenAI endpoints a worker forwards to, as paths under the provider's base URL."""
 
@@ -64,7 +73,8 @@ class InferenceJob:
 
     request_id: str
     channel: str
-    upstream: Upstream
+    upstream: Upstream | None = None  # a remote job: the provider to call
+    local: LocalModel | None = None  # a local job: the model to run
     endpoint: str  # an ``Endpoint`` value
     body: bytes  # the client's JSON body with ``model`` rewritten for the upstream
     stream: bool
@@ -77,8 +87,10 @@ class InferenceJob:
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> InferenceJob:
-        upstream = Upstream(**data.pop("upstream"))
-        return cls(upstream=upstream, **data)
+        upstream, local = data.pop("upstream"), data.pop("local")
+        return cls(
+            upstream=Upstream(**upstream) if upstream else None, local=LocalModel(**local) if local else None, **data
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

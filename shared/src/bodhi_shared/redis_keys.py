@@ -21,6 +21,19 @@ class RedisKeys:
         """The arq queue (a sorted set) that remote workers consume."""
         return f"{self.namespace}:queue:remote"
 
+    def local_queue(self, alias: str) -> str:
+        """The arq queue of one local alias: only workers that serve the alias consume it."""
+        return f"{self.namespace}:queue:local:{alias}"
+
+    def alias_workers(self, alias: str) -> str:
+        """Sorted set of the local workers serving ``alias``, scored by the time of their last heartbeat."""
+        return f"{self.namespace}:alias-workers:{alias}"
+
+    @property
+    def local_aliases(self) -> str:
+        """Hash alias -> JSON ``LocalModel`` (path, context params): the catalogue local workers read."""
+        return f"{self.namespace}:local-aliases"
+
     def wake_channel(self, queue: str) -> str:
         """Pub/sub channel an enqueuer publishes to so idle workers poll ``queue`` at once."""
         return f"{queue}:wake"

@@ -146,6 +146,7 @@ class EventReader:
         self._resources = resources
         self.subscription = subscription
         self.worker_id: str | None = None
+        self.worker_kind = REMOTE_WORKER_KIND
         self._last_event_at = time.monotonic()
 
     async def next(self, *, keepalive_after: float | None = None) -> StreamEvent | None:
@@ -177,7 +178,7 @@ class EventReader:
 
     async def _worker_alive(self, worker_id: str) -> bool:
         resources = self._resources
-        seen = await resources.redis.zscore(resources.keys.workers(REMOTE_WORKER_KIND), worker_id)
+        seen = await resources.redis.zscore(resources.keys.workers(self.worker_kind), worker_id)
         return seen is not None and time.time() - float(seen) < resources.settings.heartbeat_ttl
 
     async def first_content(self, received: StreamEvent) -> StreamEvent:
@@ -185,7 +186,9 @@ class EventReader:
         error response with the provider's status instead of a stream."""
         event: StreamEvent | None = received
         if received.kind == EventKind.STARTED:
-            self.worker_id = str((received.meta or {}).get("worker") or "") or None
+            meta = received.meta or {}
+            self.worker_id = str(meta.get("worker") or "") or None
+            self.worker_kind = str(meta.get("kind") or REMOTE_WORKER_KIND)
             event = await self.next()
         assert event is not None
         if event.kind == EventKind.ERROR:
@@ -263,4 +266,3 @@ class Relay:
                 event = await self._reader.next(keepalive_after=self._resources.settings.sse_keepalive_interval)
         finally:
             self.close(outcome)
-

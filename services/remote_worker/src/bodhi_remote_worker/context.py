@@ -6,9 +6,9 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from bodhi_remote_worker.cancellation import CancelRegistry
 from bodhi_remote_worker.settings import RemoteWorkerSettings
 from bodhi_remote_worker.upstream import Provider
+from bodhi_shared.cancellation import CancelRegistry
 from bodhi_shared.contract import EventKind, StreamEvent, Upstream
 from bodhi_shared.worker_keys import WorkerKeyring
 

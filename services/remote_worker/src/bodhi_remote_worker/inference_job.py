@@ -7,12 +7,13 @@ import logging
 import time
 from typing import Any
 
-from bodhi_remote_worker.cancellation import JobCancelled
 from bodhi_remote_worker.context import RemoteWorkerContext, context_of
-from bodhi_remote_worker.event_publisher import EventPublisher
 from bodhi_remote_worker.upstream import forward, stream_sse
+from bodhi_shared.cancellation import JobCancelled
 from bodhi_shared.contract import EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError
+from bodhi_shared.event_publisher import EventPublisher
+from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         log.info("request %s skipped: the API stopped waiting for a worker", job.request_id)
         return
     events = EventPublisher(worker.redis, job.channel)
-    await events.publish(StreamEvent(EventKind.STARTED, meta={"worker": worker.worker_id}))
+    await events.publish(StreamEvent(EventKind.STARTED, meta={"worker": worker.worker_id, "kind": REMOTE_WORKER_KIND}))
     try:
         outcome = await worker.cancels.run(job.request_id, relay(worker, job, events))
     except JobCancelled:
@@ -38,6 +39,8 @@ async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
 
 async def relay(worker: RemoteWorkerContext, job: InferenceJob, events: EventPublisher) -> StreamEvent:
     """Call the provider; chunks go out as they come; returns the closing DONE or RESPONSE event."""
+    if job.upstream is None:
+        raise BodhiError(f"Request {job.request_id} reached a remote worker without a provider.")
     provider = worker.provider(job.upstream)
     if not job.stream:
         body = await forward(worker.http, provider, job.body, endpoint=job.endpoint)

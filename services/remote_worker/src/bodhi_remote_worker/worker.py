@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 from arq import ArqRedis, func
 
-from bodhi_remote_worker.cancellation import CancelRegistry
 from bodhi_remote_worker.check_jobs import check_connection, fetch_models
 from bodhi_remote_worker.context import CONTEXT_KEY, RemoteWorkerContext
 from bodhi_remote_worker.inference_job import inference
 from bodhi_remote_worker.settings import RemoteWorkerSettings
+from bodhi_shared.cancellation import CancelRegistry
 from bodhi_shared.contract import FETCH_MODELS_FUNCTION, INFERENCE_FUNCTION, TEST_CONNECTION_FUNCTION
 from bodhi_shared.heartbeat import heartbeating, new_worker_id
 from bodhi_shared.queue import WakeableWorker, create_queue_pool
