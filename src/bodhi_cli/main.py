@@ -67,7 +67,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "BODHI_REDIS_URL": redis_url,
             "BODHI_MIGRATE_ON_START": "false",
         }
-        children = {"api": bodhi_command("api"), "remote-worker": bodhi_command("remote-worker")}
+        children = {
+            "api": bodhi_command("api"),
+            "remote-worker": bodhi_command("remote-worker"),
+            "local-worker": bodhi_command("local-worker"),  # on the CPU, serving every alias in the catalogue
+        }
         return run_children(children, env=env)
 
 

@@ -41,6 +41,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("DELETE", "/bodhi/v1/models/api/{api_model_id}"): "power_user",
     ("POST", "/bodhi/v1/models/api/fetch-models"): "power_user",
     ("POST", "/bodhi/v1/models/api/test"): "power_user",
+    ("GET", "/bodhi/v1/models/alias"): "user",
+    ("GET", "/bodhi/v1/models/alias/{alias:path}"): "user",
+    ("POST", "/bodhi/v1/models/alias"): "power_user",
+    ("PUT", "/bodhi/v1/models/alias/{alias:path}"): "power_user",
+    ("DELETE", "/bodhi/v1/models/alias/{alias:path}"): "power_user",
     ("GET", "/bodhi/v1/models"): "user",
     ("GET", "/v1/models"): "user",
     ("GET", "/v1/models/{model_id:path}"): "user",
@@ -123,7 +128,7 @@ async def test_authorization_matrix(gateway: Gateway, callers: list[Caller]) -> 
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=20) as http:
         for method, path in routes:
             url = path
-            for param in ("{user_id}", "{token_id}", "{api_model_id}", "{model_id:path}"):
+            for param in ("{user_id}", "{token_id}", "{api_model_id}", "{model_id:path}", "{alias:path}"):
                 url = url.replace(param, str(uuid.uuid4()))
             for caller in callers:
                 http.cookies.clear()

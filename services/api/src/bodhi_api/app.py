@@ -10,11 +10,25 @@ from fastapi import FastAPI
 from bodhi_api.error_handlers import install_error_handlers
 from bodhi_api.request_id import RequestIdMiddleware
 from bodhi_api.resources import open_resources
-from bodhi_api.routes import api_models, auth, health, inference, models, setup, tokens, usage, users
+from bodhi_api.routes import (
+    api_models,
+    auth,
+    health,
+    inference,
+    local_aliases,
+    models,
+    setup,
+    tokens,
+    usage,
+    users,
+)
 from bodhi_api.settings import ApiSettings
 
 # Every router the app serves: the authorization-matrix test reads its route table from here.
-ROUTERS = tuple(module.router for module in (health, setup, auth, users, tokens, api_models, models, inference, usage))
+ROUTERS = tuple(
+    module.router
+    for module in (health, setup, auth, users, tokens, api_models, local_aliases, models, inference, usage)
+)
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:

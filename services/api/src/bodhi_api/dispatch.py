@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from bodhi_api.http_errors import TooManyRequests
@@ -11,15 +12,43 @@ from bodhi_api.token_stream import EventReader
 from bodhi_shared.contract import StreamEvent
 from bodhi_shared.errors import ServiceUnavailable
 from bodhi_shared.queue import enqueue_job, withdraw_job
-from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
+from bodhi_shared.redis_keys import REMOTE_WORKER_KIND, RedisKeys
 
 
 class NoWorkerAvailable(ServiceUnavailable):
     code = "no_worker_available"
 
 
+@dataclass(frozen=True, slots=True)
+class QueueTarget:
+    """Which queue a job goes to, which workers must be alive to take it, and how to start one."""
+
+    queue: str
+    live_workers: str  # a sorted set of worker ids scored by their last heartbeat
+    start_hint: str
+
+    @classmethod
+    def remote(cls, keys: RedisKeys) -> QueueTarget:
+        return cls(keys.remote_queue, keys.workers(REMOTE_WORKER_KIND), "a remote worker (`bodhi remote-worker`)")
+
+    @classmethod
+    def local(cls, keys: RedisKeys, alias: str) -> QueueTarget:
+        return cls(
+            keys.local_queue(alias),
+            keys.alias_workers(alias),
+            f"a local worker serving `{alias}` (`bodhi local-worker --models {alias}`)",
+        )
+
+
 async def dispatch(
-    resources: Resources, *, function: str, payload: dict[str, Any], request_id: str, channel: str, subject: str
+    resources: Resources,
+    *,
+    target: QueueTarget,
+    function: str,
+    payload: dict[str, Any],
+    request_id: str,
+    channel: str,
+    subject: str,
 ) -> tuple[EventReader, StreamEvent]:
     """Subscribe, enqueue, wait for a worker's STARTED and the first content event.
 
@@ -27,8 +56,8 @@ async def dispatch(
     Returns the reader of the remaining events and the first content event; the caller owns the subscription.
     """
     settings, keys, redis = resources.settings, resources.keys, resources.redis
-    queue = keys.remote_queue
-    await _check_capacity(resources, queue=queue, subject=subject)
+    queue = target.queue
+    await _check_capacity(resources, target=target, subject=subject)
     subscription = await resources.hub.subscribe(channel)
     reader = EventReader(resources, subscription)
     try:
@@ -47,7 +76,7 @@ async def dispatch(
             if await withdraw_job(redis, queue=queue, job_id=request_id):
                 raise NoWorkerAvailable(
                     f"No worker took the request for {subject} within {settings.pickup_timeout:g} s. "
-                    "Check that a remote worker is running (`bodhi remote-worker`), then retry."
+                    f"Check that {target.start_hint} is running, then retry."
                 ) from None
             started = await subscription.next_event(settings.pickup_timeout)  # taken at the last moment
         return reader, await reader.first_content(started)
@@ -56,12 +85,12 @@ async def dispatch(
         raise
 
 
-async def _check_capacity(resources: Resources, *, queue: str, subject: str) -> None:
+async def _check_capacity(resources: Resources, *, target: QueueTarget, subject: str) -> None:
     """503 at once when no worker is alive; 429 when the queue is over its depth limit."""
-    settings, keys = resources.settings, resources.keys
+    settings = resources.settings
     async with resources.redis.pipeline(transaction=False) as pipe:  # one round trip for both checks
-        pipe.zcard(queue)
-        pipe.zcount(keys.workers(REMOTE_WORKER_KIND), time.time() - settings.heartbeat_ttl, "+inf")
+        pipe.zcard(target.queue)
+        pipe.zcount(target.live_workers, time.time() - settings.heartbeat_ttl, "+inf")
         depth, live = await pipe.execute()
     if depth >= settings.queue_depth_limit:
         raise TooManyRequests(
@@ -70,6 +99,4 @@ async def _check_capacity(resources: Resources, *, queue: str, subject: str) -> 
             retry_after_s=1,
         )
     if not live:
-        raise NoWorkerAvailable(
-            f"No remote worker is running to serve {subject}. Start one (`bodhi remote-worker`), then retry."
-        )
+        raise NoWorkerAvailable(f"No worker is running to serve {subject}. Start {target.start_hint}, then retry.")

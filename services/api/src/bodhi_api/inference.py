@@ -10,7 +10,7 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 
 from bodhi_api.auth.principal import Principal
-from bodhi_api.dispatch import dispatch
+from bodhi_api.dispatch import QueueTarget, dispatch
 from bodhi_api.model_routing import Route, resolve_model
 from bodhi_api.resources import Resources
 from bodhi_api.token_stream import Outcome, Relay
@@ -20,14 +20,32 @@ from bodhi_shared.errors import BodhiError
 from bodhi_shared.openai_wire import parse_inference_request
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+WORKER_HEADER = "X-Bodhi-Worker"
+
+
+def apply_request_params(body: dict[str, Any], params: dict[str, Any]) -> None:
+    """A local alias's request defaults, only where the request sets nothing; its system prompt likewise."""
+    for key, value in params.items():
+        if key != "system_prompt":
+            body.setdefault(key, value)
+    messages = body.get("messages")
+    prompt = params.get("system_prompt")
+    if (
+        prompt
+        and isinstance(messages, list)
+        and not any(isinstance(m, dict) and m.get("role") == "system" for m in messages)
+    ):
+        body["messages"] = [{"role": "system", "content": prompt}, *messages]
 
 
 def upstream_body(body: dict[str, Any], route: Route, *, stream: bool) -> tuple[bytes, bool]:
-    """The body for the provider: ``model`` without the prefix and, for streams, usage asked for.
+    """The body for the worker: ``model`` without the prefix and, for streams, usage asked for.
 
     Returns the body and whether the usage chunk should reach the client (only if it asked for it).
     """
     body["model"] = route.upstream_model
+    if route.local is not None:
+        apply_request_params(body, route.request_params)
     relay_usage_chunk = True
     if stream:
         options = body.get("stream_options")
@@ -101,6 +119,7 @@ async def run_inference(
         request_id=request_id,
         channel=channel,
         upstream=route.upstream,
+        local=route.local,
         endpoint=endpoint.value,
         body=payload,
         stream=stream,
@@ -111,8 +130,12 @@ async def run_inference(
         resources, principal, request_id=request_id, endpoint=endpoint, model=request.model, route=route
     )
     try:
+        target = (
+            QueueTarget.local(resources.keys, route.local.alias) if route.local else QueueTarget.remote(resources.keys)
+        )
         reader, first = await dispatch(
             resources,
+            target=target,
             function=INFERENCE_FUNCTION,
             payload=job.to_wire(),
             request_id=request_id,
@@ -125,8 +148,16 @@ async def run_inference(
     timer.first_content()
     relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish)
     if stream:
-        return StreamingResponse(_counted(resources, relay), media_type="text/event-stream", headers=SSE_HEADERS)
-    return _single_response(relay, first)
+        headers = SSE_HEADERS | worker_header(reader.worker_id)
+        return StreamingResponse(_counted(resources, relay), media_type="text/event-stream", headers=headers)
+    response = _single_response(relay, first)
+    response.headers.update(worker_header(reader.worker_id))
+    return response
+
+
+def worker_header(worker_id: str | None) -> dict[str, str]:
+    """Which worker served the request: for operators tracing a request, and for tests of routing."""
+    return {WORKER_HEADER: worker_id} if worker_id else {}
 
 
 def _single_response(relay: Relay, first: StreamEvent) -> Response:

@@ -1,35 +1,47 @@
-"""Resolving a requested model name to where it runs: one primary-key lookup in ``served_models``."""
+"""Resolving a requested model name to where it runs: one primary-key lookup in ``served_models``.
+
+A local alias named ``M`` and an API model serving ``M`` cannot both exist (the uniqueness rule), so the
+lookup needs no precedence: the row says which it is.
+"""
 
 from __future__ import annotations
 
 import difflib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
-from bodhi_shared.contract import Upstream
+from bodhi_shared.contract import LocalModel, Upstream
 from bodhi_shared.errors import ModelNotFound
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a request for ``model`` goes: an API model's provider, asked for ``upstream_model``."""
+    """Where a request for ``model`` goes: an API model's provider (``upstream``) or a local alias (``local``)."""
 
     model: str
     upstream_model: str
-    api_model_id: uuid.UUID
-    upstream: Upstream
+    api_model_id: uuid.UUID | None = None
+    upstream: Upstream | None = None
+    local: LocalModel | None = None
+    request_params: dict[str, Any] = field(default_factory=dict)
 
 
 async def resolve_model(db: asyncpg.Pool, name: str) -> Route:
     row = await db.fetchrow(
-        "SELECT s.upstream_model, a.id, a.base_url, a.sealed_key"
-        " FROM served_models s JOIN api_models a ON a.id = s.api_model_id WHERE s.model_id = $1",
+        "SELECT s.upstream_model, a.id, a.base_url, a.sealed_key, l.alias, l.path, l.context_params,"
+        " l.request_params FROM served_models s"
+        " LEFT JOIN api_models a ON a.id = s.api_model_id LEFT JOIN local_aliases l ON l.alias = s.alias"
+        " WHERE s.model_id = $1",
         name,
     )
     if row is None:
         raise ModelNotFound(await _not_found_message(db, name), param="model")
+    if row["alias"] is not None:
+        local = LocalModel(alias=row["alias"], path=row["path"], context_params=row["context_params"])
+        return Route(model=name, upstream_model=name, local=local, request_params=row["request_params"])
     upstream = Upstream(base_url=row["base_url"], key_row=str(row["id"]), sealed_key=bytes(row["sealed_key"]))
     return Route(model=name, upstream_model=row["upstream_model"], api_model_id=row["id"], upstream=upstream)
 

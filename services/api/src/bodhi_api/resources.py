@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 from arq import ArqRedis
 
+from bodhi_api.local_aliases.store import add_discovered_aliases, publish_catalogue
 from bodhi_api.metrics import Metrics
 from bodhi_api.settings import ApiSettings
 from bodhi_api.token_stream import StreamHub
@@ -62,6 +63,8 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         keys = settings.redis_keys
         hub = StreamHub(redis, idle_channel=f"{keys.namespace}:api:idle", buffer_limit=settings.stream_buffer_limit)
         await hub.start()
+        await add_discovered_aliases(db)
+        await publish_catalogue(db, redis, keys)  # local workers read aliases from Redis, never from Postgres
         usage = UsageRecorder(db)
         await usage.start()
         resources = Resources(settings=settings, keys=keys, db=db, redis=redis, hub=hub, usage=usage, metrics=Metrics())

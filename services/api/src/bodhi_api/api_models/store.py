@@ -8,9 +8,8 @@ import asyncpg
 
 from bodhi_api.api_models.schemas import ApiModelFields
 from bodhi_api.http_errors import Conflict
+from bodhi_api.served_ids import lock_served_ids, refuse_clash
 
-# Serialises saves so the clash check and the claim of ids see the same table.
-SAVE_LOCK_ID = 0x0B0D43
 _COLUMNS = "id, name, api_format, base_url, prefix, models, sealed_key, key_hint, created_by, created_at, updated_at"
 
 
@@ -93,7 +92,7 @@ async def delete_api_model(db: asyncpg.Pool, api_model_id: uuid.UUID) -> bool:
 
 
 async def _check_and_lock(conn: asyncpg.Connection, api_model_id: uuid.UUID, fields: ApiModelFields) -> None:
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", SAVE_LOCK_ID)
+    await lock_served_ids(conn)
     if fields.prefix is not None:
         other = await conn.fetchrow(
             "SELECT id, name FROM api_models WHERE prefix = $1 AND id <> $2", fields.prefix, api_model_id
@@ -103,18 +102,7 @@ async def _check_and_lock(conn: asyncpg.Connection, api_model_id: uuid.UUID, fie
                 f"The prefix `{fields.prefix}` is already used by API model `{other['name']}` ({other['id']}).",
                 param="prefix",
             )
-    clash = await conn.fetchrow(
-        "SELECT s.model_id, a.id, a.name FROM served_models s JOIN api_models a ON a.id = s.api_model_id"
-        " WHERE s.model_id = ANY($1::text[]) AND s.api_model_id <> $2 ORDER BY s.model_id LIMIT 1",
-        fields.served_ids(),
-        api_model_id,
-    )
-    if clash is not None:
-        raise Conflict(
-            f"The model id `{clash['model_id']}` is already served by API model `{clash['name']}` ({clash['id']}). "
-            "Choose other models, or a prefix that makes the ids unique.",
-            param="models",
-        )
+    await refuse_clash(conn, fields.served_ids(), api_model_id=api_model_id)
 
 
 async def _claim_served_ids(conn: asyncpg.Connection, api_model_id: uuid.UUID, fields: ApiModelFields) -> None:

@@ -29,7 +29,7 @@ from bodhi_api.api_models.store import (
 )
 from bodhi_api.auth.principal import AnyUser, PowerUser
 from bodhi_api.deps import RequestIdDep, ResourcesDep
-from bodhi_api.dispatch import dispatch
+from bodhi_api.dispatch import QueueTarget, dispatch
 from bodhi_api.http_errors import NotFound
 from bodhi_shared.contract import (
     FETCH_MODELS_FUNCTION,
@@ -138,6 +138,7 @@ async def _run_check(
     )
     reader, answer = await dispatch(
         resources,
+        target=QueueTarget.remote(resources.keys),
         function=function,
         payload=job.to_wire(),
         request_id=request_id,

@@ -15,17 +15,17 @@ router = APIRouter(tags=["models"])
 
 
 async def served_models(db: asyncpg.Pool) -> list[dict[str, Any]]:
-    """Local aliases first (none yet), then API models grouped by API model, ids alphabetical in each group."""
+    """Local aliases first, then API models grouped by API model, ids alphabetical within each group."""
     rows = await db.fetch(
-        "SELECT s.model_id, a.id, a.name, a.api_format, a.base_url"
-        " FROM served_models s JOIN api_models a ON a.id = s.api_model_id"
-        " ORDER BY lower(a.name), a.created_at, a.id, s.model_id"
+        "SELECT s.model_id, s.alias, a.id, a.name, a.api_format, a.base_url FROM served_models s"
+        " LEFT JOIN api_models a ON a.id = s.api_model_id"
+        " ORDER BY s.alias IS NULL, lower(a.name), a.created_at, a.id, s.model_id"
     )
     return [
         {
             "id": r["model_id"],
-            "source": "api",
-            "api_model_id": str(r["id"]),
+            "source": "local" if r["alias"] is not None else "api",
+            "api_model_id": str(r["id"]) if r["id"] else None,
             "api_model_name": r["name"],
             "api_format": r["api_format"],
             "base_url": r["base_url"],

@@ -1,0 +1,1 @@
+"""Local aliases: names for GGUF files on the workers' machines, with load and request defaults."""

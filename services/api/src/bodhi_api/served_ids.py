@@ -1,0 +1,54 @@
+"""The one rule across API models and local aliases: every served model id is unique.
+
+``served_models`` enforces it with its primary key; this module finds the clash first, so the client gets a
+409 that names the id and who already serves it instead of a constraint error.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from bodhi_api.http_errors import Conflict
+
+# Serialises saves of API models and aliases so the clash check and the claim see the same table.
+SAVE_LOCK_ID = 0x0B0D43
+
+
+async def lock_served_ids(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", SAVE_LOCK_ID)
+
+
+async def refuse_clash(
+    conn: asyncpg.Connection,
+    ids: list[str],
+    *,
+    api_model_id: uuid.UUID | None = None,
+    alias: str | None = None,
+    param: str = "models",
+) -> None:
+    """409 if any of ``ids`` is served by something other than the API model or alias being saved."""
+    clash = await conn.fetchrow(
+        "SELECT s.model_id, s.alias, a.id AS api_model_id, a.name FROM served_models s"
+        " LEFT JOIN api_models a ON a.id = s.api_model_id"
+        " WHERE s.model_id = ANY($1::text[])"
+        " AND (s.api_model_id IS NULL OR s.api_model_id IS DISTINCT FROM $2)"
+        " AND (s.alias IS NULL OR s.alias IS DISTINCT FROM $3)"
+        " ORDER BY s.model_id LIMIT 1",
+        ids,
+        api_model_id,
+        alias,
+    )
+    if clash is None:
+        return
+    owner = (
+        f"the local alias `{clash['alias']}`"
+        if clash["alias"] is not None
+        else f"API model `{clash['name']}` ({clash['api_model_id']})"
+    )
+    raise Conflict(
+        f"The model id `{clash['model_id']}` is already served by {owner}. "
+        "Choose another name, or a prefix that makes the ids unique.",
+        param=param,
+    )
