@@ -76,6 +76,27 @@ class Target:
     name: str
     url: str
     token: str = ""
+    pids: tuple[int, ...] = ()  # the target's own processes (with their children), for CPU accounting
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: tuple[int, ...]) -> float:
+    """User + system CPU time of these processes and all their descendants, from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+            times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    wanted = set(pids)
+    for _ in range(8):  # descendants, a few levels deep
+        wanted |= {pid for pid, parent in parents.items() if parent in wanted}
+    return sum(times.get(pid, 0) for pid in wanted) / CLOCK_TICKS
 
 
 def log(message: str) -> None:
@@ -183,7 +204,7 @@ def start_upstream(stack: contextlib.ExitStack, logs: Path) -> Target:
         raise RuntimeError(f"fake upstream said {line!r}:\n{child.log_tail()}")
     url = f"http://127.0.0.1:{int(line.split()[1])}"
     wait_http(f"{url}/v1/models", child, timeout=10)
-    return Target("direct", url)
+    return Target("direct", url, pids=(child.popen.pid,))
 
 
 def free_port() -> int:
@@ -235,7 +256,7 @@ def start_gateway(stack: contextlib.ExitStack, logs: Path, upstream: Target) -> 
     )
     if created.status_code != 201:
         raise RuntimeError(f"registering the API model failed: {created.status_code} {created.text}")
-    return Target("gateway", base, token)
+    return Target("gateway", base, token, pids=(api.popen.pid, worker.popen.pid))
 
 
 def wait_workers(base: str, worker: Child, *, timeout: float) -> None:
@@ -302,7 +323,7 @@ def start_litellm(stack: contextlib.ExitStack, logs: Path, upstream: Target) -> 
     stack.callback(child.stop)
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/health/liveliness", child, timeout=240)
-    return Target("litellm", base, LITELLM_MASTER_KEY)
+    return Target("litellm", base, LITELLM_MASTER_KEY, pids=(child.popen.pid,))
 
 
 # ---------------------------------------------------------------- load
@@ -347,13 +368,13 @@ def measure(targets: dict[str, Target], plan: Plan) -> dict[tuple[int, str], dic
                 "150",
             ]
             log(f"c={concurrency:<3} {name:<8} {plan.requests[concurrency]} requests")
-            before = upstream_stats(targets["direct"])
+            before, cpu_before = upstream_stats(targets["direct"]), cpu_seconds(targets[name].pids)
             cell = run_load(targets[name], args, timeout=400)
-            after = upstream_stats(targets["direct"])
-            served = after["requests"] - before["requests"]
-            cell["upstream_conns_per_req"] = (
-                (after["connections"] - before["connections"]) / served if served else math.nan
-            )
+            after, cpu_after = upstream_stats(targets["direct"]), cpu_seconds(targets[name].pids)
+            served = after["requests"] - before["requests"] - 1  # not the stats request itself
+            cell["cpu_ms_per_req"] = 1000 * (cpu_after - cpu_before) / served if served > 0 else math.nan
+            conns = after["connections"] - before["connections"] - 1
+            cell["upstream_conns_per_req"] = conns / served if served > 0 else math.nan
             log(
                 f"c={concurrency:<3} {name:<8} ttft p50 {cell['ttft_p50_ms']:.2f} ms, {cell['rps']:.0f} req/s, "
                 f"{cell['errors']} errors"
@@ -398,15 +419,17 @@ def results_table(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
 
 def split_table(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
     rows = [
-        "| concurrency | target | TTFT p50 (ms) | way in p50 (ms) | way back p50 (ms) | upstream connections/request |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| concurrency | target | TTFT p50 (ms) | way in p50 (ms) | way back p50 (ms) | target CPU ms/request "
+        "| upstream connections/request |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for concurrency in CONCURRENCY:
         for name in TARGETS:
             c = cells[concurrency, name]
             rows.append(
                 f"| {concurrency} | {name} | {fmt(c['ttft_p50_ms'])} | {fmt(c.get('way_in_p50_ms', math.nan))} "
-                f"| {fmt(c.get('way_back_p50_ms', math.nan))} | {fmt(c['upstream_conns_per_req'])} |"
+                f"| {fmt(c.get('way_back_p50_ms', math.nan))} | {fmt(c['cpu_ms_per_req'])} "
+                f"| {fmt(c['upstream_conns_per_req'])} |"
             )
     return "\n".join(rows)
 
@@ -450,7 +473,13 @@ def machine() -> list[str]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return [f"{os.cpu_count()} CPUs ({cpu})", f"Python {platform.python_version()}", platform.platform()]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"{os.cpu_count()} CPUs ({cpu})",
+        f"Python {platform.python_version()}",
+        platform.platform(),
+        f"load average at the end {load}",
+    ]
 
 
 def git_commit() -> str:
@@ -471,6 +500,7 @@ def report(
     plan: Plan,
     quick: bool,
     seconds: float,
+    load_before: str,
 ) -> str:
     requests = ", ".join(f"{plan.requests[c]} at c={c}" for c in CONCURRENCY)
     return "\n".join(
@@ -480,7 +510,7 @@ def report(
             f"`uv run python bench/run.py{' --quick' if quick else ''}` on "
             f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, commit {git_commit()}, {seconds:.0f} s.",
             "",
-            f"- Machine: {'; '.join(machine())}",
+            f"- Machine: {'; '.join(machine())} (before the run {load_before}; other work on the machine shows here)",
             f"- LiteLLM {litellm_version} (`litellm[proxy]`, one worker, master key, no database)",
             "- Gateway: `bodhi api` + `bodhi remote-worker`, Postgres and Redis on loopback, `BODHI_LOG_LEVEL=WARNING`",
             "- Upstream: bench/fake_upstream.py, 16 chunks per response; load: bench/load.py, streaming requests, "
@@ -498,6 +528,9 @@ def report(
             "Way in: from the client writing the request until the fake upstream had read it; way back: from the "
             "upstream writing the first chunk until the client had it (the upstream stamps both times, from the "
             "same monotonic clock, into the first chunk's id; n/a where a target rewrites the id). "
+            "Target CPU ms/request: CPU time of the target's own processes (direct: the fake upstream; gateway: "
+            "`bodhi api` + `bodhi remote-worker`, not counting Redis and Postgres; LiteLLM: its proxy process) per "
+            "request answered in the cell, warm-up included. "
             "Upstream connections/request: TCP connections the upstream accepted per request it answered in the "
             "cell, warm-up included; near 0 means the target reuses its connections to the provider.",
             "",
@@ -534,6 +567,7 @@ def terminate_on_sigterm() -> Iterator[None]:
 
 def run(quick: bool) -> int:
     started = time.monotonic()
+    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     plan = Plan.of(quick)
     litellm_version = ensure_litellm()
     log(f"litellm {litellm_version}")
@@ -551,7 +585,13 @@ def run(quick: bool) -> int:
         cells = measure(targets, plan)
         long = measure_long(targets, plan)
         text = report(
-            cells, long, litellm_version=litellm_version, plan=plan, quick=quick, seconds=time.monotonic() - started
+            cells,
+            long,
+            litellm_version=litellm_version,
+            plan=plan,
+            quick=quick,
+            seconds=time.monotonic() - started,
+            load_before=load_before,
         )
         log("stopping everything")
     RESULTS.write_text(text)
