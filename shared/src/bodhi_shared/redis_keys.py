@@ -47,6 +47,11 @@ class RedisKeys:
         """Pub/sub channel on which the API publishes the request id of a job whose client went away."""
         return f"{self.namespace}:cancel"
 
+    @property
+    def auth_changed(self) -> str:
+        """Pub/sub channel telling every API replica that a token or a role changed (drop cached checks)."""
+        return f"{self.namespace}:auth-changed"
+
     def workers(self, kind: str) -> str:
         """Sorted set of worker ids of one kind, scored by the time of their last heartbeat."""
         return f"{self.namespace}:workers:{kind}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -57,10 +58,16 @@ async def dispatch(
     """
     settings, keys, redis = resources.settings, resources.keys, resources.redis
     queue = target.queue
-    await _check_capacity(resources, target=target, subject=subject)
-    subscription = await resources.hub.subscribe(channel)
+    # The capacity check and the subscription are independent round trips: overlap them.
+    capacity = asyncio.ensure_future(_check_capacity(resources, target=target, subject=subject))
+    try:
+        subscription = await resources.hub.subscribe(channel)
+    except BaseException:
+        capacity.cancel()
+        raise
     reader = EventReader(resources, subscription)
     try:
+        await capacity
         await enqueue_job(
             redis,
             queue=queue,

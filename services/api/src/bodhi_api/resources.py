@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 from arq import ArqRedis
 
+from bodhi_api.auth.token_cache import TokenCache
 from bodhi_api.local_aliases.store import add_discovered_aliases, publish_catalogue
 from bodhi_api.metrics import Metrics
 from bodhi_api.settings import ApiSettings
@@ -34,7 +35,13 @@ class Resources:
     hub: StreamHub
     usage: UsageRecorder
     metrics: Metrics
+    token_cache: TokenCache
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    async def credentials_changed(self) -> None:
+        """A token or a user's role changed: every replica drops its cached token checks now."""
+        self.token_cache.clear()
+        await self.redis.publish(self.keys.auth_changed, b"1")
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run bookkeeping off the request path (e.g. ``last_used_at``); failures are logged, not raised."""
@@ -61,13 +68,28 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
                 await migrate(conn)
         redis = await create_queue_pool(settings.require_redis_url())
         keys = settings.redis_keys
-        hub = StreamHub(redis, idle_channel=f"{keys.namespace}:api:idle", buffer_limit=settings.stream_buffer_limit)
+        token_cache = TokenCache()
+        hub = StreamHub(
+            redis,
+            control_channel=keys.auth_changed,
+            on_control=token_cache.clear,
+            buffer_limit=settings.stream_buffer_limit,
+        )
         await hub.start()
         await add_discovered_aliases(db)
         await publish_catalogue(db, redis, keys)  # local workers read aliases from Redis, never from Postgres
         usage = UsageRecorder(db)
         await usage.start()
-        resources = Resources(settings=settings, keys=keys, db=db, redis=redis, hub=hub, usage=usage, metrics=Metrics())
+        resources = Resources(
+            settings=settings,
+            keys=keys,
+            db=db,
+            redis=redis,
+            hub=hub,
+            usage=usage,
+            metrics=Metrics(),
+            token_cache=token_cache,
+        )
         try:
             yield resources
         finally:

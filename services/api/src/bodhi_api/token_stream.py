@@ -64,9 +64,12 @@ class Subscription:
 class StreamHub:
     """Owns the process's pub/sub connection and routes each message to its request's subscription."""
 
-    def __init__(self, redis: Redis, *, idle_channel: str, buffer_limit: int) -> None:
+    def __init__(
+        self, redis: Redis, *, control_channel: str, on_control: Callable[[], None], buffer_limit: int
+    ) -> None:
         self._redis = redis
-        self._idle_channel = idle_channel
+        self._control_channel = control_channel.encode()
+        self._on_control = on_control
         self._buffer_limit = buffer_limit
         self._subscriptions: dict[bytes, Subscription] = {}
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
@@ -75,8 +78,8 @@ class StreamHub:
 
     async def start(self) -> None:
         self._pubsub = self._redis.pubsub()
-        # An always-present subscription keeps listen() reading even when no request is in flight.
-        await self._pubsub.subscribe(self._idle_channel)
+        # Always subscribed (which also keeps listen() reading when no request is in flight).
+        await self._pubsub.subscribe(self._control_channel.decode())
         self._listener = asyncio.create_task(self._listen(self._pubsub))
 
     async def stop(self) -> None:
@@ -97,6 +100,8 @@ class StreamHub:
             subscription = self._subscriptions.get(channel)
             if subscription is not None:
                 subscription.push(message["data"])
+            elif channel == self._control_channel:
+                self._on_control()
         elif kind == "subscribe":
             confirmation = self._confirmations.pop(channel, None)
             if confirmation is not None and not confirmation.done():

@@ -58,7 +58,11 @@ async def authenticate(request: Request, resources: ResourcesDep) -> Principal:
 async def _from_bearer(resources: ResourcesDep, authorization: str) -> Principal:
     scheme, _, credential = authorization.partition(" ")
     parsed = parse_token(credential.strip()) if scheme.lower() == "bearer" else None
-    verified = await verify_token(resources.db, parsed) if parsed else None
+    verified = resources.token_cache.get(parsed.token_hash) if parsed else None
+    if verified is None and parsed is not None:
+        verified = await verify_token(resources.db, parsed)
+        if verified is not None:
+            resources.token_cache.put(parsed.token_hash, verified)
     if verified is None:
         raise NotAuthenticated(f"Invalid, inactive or deleted API token. {_HOW_TO}")
     if verified.needs_last_used_update(now_utc()):

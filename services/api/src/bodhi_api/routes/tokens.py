@@ -57,6 +57,7 @@ async def tokens_update(
     )
     if row is None:
         raise NotFound(f"You have no token with id `{token_id}`.")
+    await resources.credentials_changed()
     return public_token(row)
 
 
@@ -64,4 +65,5 @@ async def tokens_update(
 async def tokens_delete(token_id: str, principal: AnyUser, resources: ResourcesDep) -> Response:
     if not await delete_token(resources.db, user_id=principal.user.id, token_id=_token_id(token_id)):
         raise NotFound(f"You have no token with id `{token_id}`.")
+    await resources.credentials_changed()
     return Response(status_code=204)

@@ -59,6 +59,7 @@ async def users_change_role(user_id: str, body: RoleUpdate, actor: Manager, reso
     target = await _target(resources, actor, user_id)
     _check_may_grant(actor, body.role)
     await change_role(resources.db, user_id=target.id, role=body.role)
+    await resources.credentials_changed()
     await end_user_sessions(resources.redis, resources.keys, target.id)
     return User(id=target.id, username=target.username, role=body.role).public()
 
@@ -67,5 +68,6 @@ async def users_change_role(user_id: str, body: RoleUpdate, actor: Manager, reso
 async def users_delete(user_id: str, actor: Manager, resources: ResourcesDep) -> Response:
     target = await _target(resources, actor, user_id)
     await delete_user(resources.db, target.id)
+    await resources.credentials_changed()
     await end_user_sessions(resources.redis, resources.keys, target.id)
     return Response(status_code=204)
