@@ -8,6 +8,7 @@ the embedded default keeps under ``BODHI_HOME/keys``.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -69,17 +70,35 @@ class WorkerPrivateKeySettings(BodhiSettings):
 
 
 class WorkerKeyring:
-    """The private keys a remote worker holds; re-read once when a secret names a key id it lacks."""
+    """The private keys a remote worker holds; re-read once when a secret names a key id it lacks.
+
+    Opened keys are remembered (bounded, least recently used first out) by their exact sealed bytes and row, so
+    the X25519 exchange runs once per stored key rather than once per request; a re-keyed row has new bytes.
+    """
+
+    MEMO_SIZE = 1024
 
     def __init__(self, settings: WorkerPrivateKeySettings) -> None:
         self._settings = settings
         self._keys = settings.load_worker_keyring()
+        self._opened: OrderedDict[tuple[str, bytes], str] = OrderedDict()
 
     @property
     def key_ids(self) -> list[str]:
         return sorted(self._keys)
 
     def open(self, sealed: bytes, *, row: str) -> str:
+        memo_key = (row, sealed)
+        if (opened := self._opened.get(memo_key)) is not None:
+            self._opened.move_to_end(memo_key)
+            return opened
+        opened = self._open(sealed, row=row)
+        self._opened[memo_key] = opened
+        if len(self._opened) > self.MEMO_SIZE:
+            self._opened.popitem(last=False)
+        return opened
+
+    def _open(self, sealed: bytes, *, row: str) -> str:
         secret = SealedSecret.from_bytes(sealed)
         if secret.key_id not in self._keys:
             log.info("key id %s not held; re-reading the worker keys", secret.key_id)
