@@ -60,12 +60,16 @@ async def stream_sse(
         try:
             if response.status_code >= 400:
                 raise UpstreamHTTPError(response.status_code, await response.aread())
+            done = False
             async for line in response.aiter_lines():
-                if not line.startswith(SSE_DATA):
+                if done or not line.startswith(SSE_DATA):
                     continue  # comments (": keep-alive"), event names, blank separators
                 payload = line[len(SSE_DATA) :].strip()
                 if payload == SSE_DONE:
-                    return
+                    # Read on to the end of the body: a fully read response returns its connection to the pool,
+                    # one closed early takes the connection down with it.
+                    done = True
+                    continue
                 yield payload.encode()
         finally:
             await response.aclose()
