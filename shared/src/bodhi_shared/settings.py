@@ -35,7 +35,7 @@ class RedisSettings(BodhiSettings):
     # Idle workers are woken by a pub/sub message on enqueue; this poll is only the safety net.
     queue_poll_interval: float = 0.5
     heartbeat_interval: float = 1.0
-    heartbeat_ttl: float = 5.0
+    heartbeat_ttl: float = 3.0
 
     def require_redis_url(self) -> str:
         if self.redis_url is None:

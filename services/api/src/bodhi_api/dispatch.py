@@ -9,11 +9,13 @@ from typing import Any
 
 from bodhi_api.http_errors import TooManyRequests
 from bodhi_api.resources import Resources
-from bodhi_api.token_stream import EventReader
+from bodhi_api.token_stream import EventReader, Subscription
 from bodhi_shared.contract import StreamEvent
 from bodhi_shared.errors import ServiceUnavailable
 from bodhi_shared.queue import enqueue_job, withdraw_job
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND, RedisKeys
+
+PICKUP_CHECK_S = 1.0
 
 
 class NoWorkerAvailable(ServiceUnavailable):
@@ -77,19 +79,42 @@ async def dispatch(
             job_id=request_id,
             expires_s=settings.pickup_timeout + 60,
         )
-        try:
-            started = await subscription.next_event(settings.pickup_timeout)
-        except TimeoutError:
-            if await withdraw_job(redis, queue=queue, job_id=request_id):
-                raise NoWorkerAvailable(
-                    f"No worker took the request for {subject} within {settings.pickup_timeout:g} s. "
-                    f"Check that {target.start_hint} is running, then retry."
-                ) from None
-            started = await subscription.next_event(settings.pickup_timeout)  # taken at the last moment
+        started = await _wait_for_pickup(
+            resources, target=target, subscription=subscription, request_id=request_id, subject=subject
+        )
         return reader, await reader.first_content(started)
     except BaseException:
         resources.spawn(resources.hub.unsubscribe(subscription))
         raise
+
+
+async def _wait_for_pickup(
+    resources: Resources, *, target: QueueTarget, subscription: Subscription, request_id: str, subject: str
+) -> StreamEvent:
+    """A worker's first event; 503 once the pickup timeout passes or every worker of the target has gone.
+
+    Looking at the heartbeats each second means a killed worker costs a client seconds, not the whole timeout.
+    """
+    settings, redis = resources.settings, resources.redis
+    deadline = time.monotonic() + settings.pickup_timeout
+    while True:
+        try:
+            return await subscription.next_event(min(PICKUP_CHECK_S, max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            pass
+        gone = not await redis.zcount(target.live_workers, time.time() - settings.heartbeat_ttl, "+inf")
+        if (gone or time.monotonic() >= deadline) and await withdraw_job(redis, queue=target.queue, job_id=request_id):
+            reason = (
+                "every worker that could take it stopped"
+                if gone
+                else (f"no worker took it within {settings.pickup_timeout:g} s")
+            )
+            raise NoWorkerAvailable(
+                f"The request for {subject} was not served: {reason}. Check that {target.start_hint} is running, "
+                "then retry."
+            )
+        if time.monotonic() >= deadline + settings.pickup_timeout:  # taken at the last moment, yet never started
+            raise NoWorkerAvailable(f"The worker that took the request for {subject} never started it; retry.")
 
 
 async def _check_capacity(resources: Resources, *, target: QueueTarget, subject: str) -> None:
