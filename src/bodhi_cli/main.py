@@ -103,10 +103,21 @@ def cmd_remote_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_local_worker(args: argparse.Namespace) -> int:
-    from bodhi_local_worker import NOT_AVAILABLE_YET
+    from bodhi_local_worker.gpu import pin_gpu
+    from bodhi_local_worker.settings import LocalWorkerSettings
 
-    print(NOT_AVAILABLE_YET, file=sys.stderr)
-    return 2
+    overrides: dict[str, object] = {}
+    if args.gpu is not None:
+        overrides["gpu"] = args.gpu
+    if args.models is not None:
+        overrides["local_models"] = args.models
+    settings = LocalWorkerSettings().model_copy(update=overrides)  # the options win over BODHI_GPU, ...
+    pin_gpu(settings.gpu)  # first: before anything imports llama_cpp
+
+    from bodhi_local_worker.worker import run_local_worker
+
+    asyncio.run(run_local_worker(settings))
+    return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -134,11 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
         "serve": (cmd_serve, "run everything: API, remote worker, embedded Postgres/Redis unless URLs are set"),
         "api": (cmd_api, "run one API replica (needs BODHI_DATABASE_URL and BODHI_REDIS_URL)"),
         "remote-worker": (cmd_remote_worker, "run one remote worker (needs BODHI_REDIS_URL)"),
-        "local-worker": (cmd_local_worker, "run one local worker (not available yet)"),
+        "local-worker": (cmd_local_worker, "run one local worker: GGUF models with llama.cpp (needs BODHI_REDIS_URL)"),
         "migrate": (cmd_migrate, "apply pending database migrations"),
     }
     for name, (handler, help_text) in commands.items():
-        sub.add_parser(name, help=help_text).set_defaults(handler=handler)
+        command = sub.add_parser(name, help=help_text)
+        command.set_defaults(handler=handler)
+        if name == "local-worker":
+            command.add_argument("--gpu", type=int, metavar="N", help="pin to GPU N (CUDA_VISIBLE_DEVICES=N)")
+            command.add_argument("--models", metavar="A,B", help="serve these aliases (default: the whole catalogue)")
     accounts.add_parsers(sub, database_url=lambda: postgres_url(ServeSettings()))
     keys.add_parser(sub, database_url=lambda: postgres_url(ServeSettings()))
     return parser

@@ -1,6 +1,7 @@
 """Bodhi local worker: runs GGUF models with llama.cpp, one worker per GPU.
 
-A placeholder until the local-model issue lands; the package exists so the workspace has its final shape.
+Modules: ``settings`` (LocalWorkerSettings), ``gpu`` (CUDA_VISIBLE_DEVICES pinning), ``catalogue`` (the aliases
+the API keeps in Redis), ``models`` (LRU of loaded models), ``engine`` (the only ``llama_cpp`` import),
+``generation`` (threaded, cancellable model calls), ``request_params`` (OpenAI bodies), ``inference_job`` (the
+arq job), ``consumers`` (one arq consumer per alias and its liveness), ``worker`` (run_local_worker).
 """
-
-NOT_AVAILABLE_YET = "bodhi local-worker is not available yet: local GGUF models arrive with the local-model issue."

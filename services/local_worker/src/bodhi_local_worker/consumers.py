@@ -1,0 +1,121 @@
+"""One arq consumer per alias, all in one process, and the per-alias liveness the API checks before enqueueing.
+
+Each alias has its own queue (``RedisKeys.local_queue(alias)``) and its own ``WakeableWorker`` with
+``max_jobs=1``: a llama.cpp model runs one generation at a time, so concurrency comes from more worker processes.
+The workers share one Redis pool and one job context. While an alias is consumed, this worker is a member of
+``RedisKeys.alias_workers(alias)``, scored by the time of its last beat (``advertise``, every heartbeat interval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from arq import ArqRedis, func
+
+from bodhi_local_worker.context import CONTEXT_KEY, LocalWorkerContext
+from bodhi_local_worker.inference_job import inference
+from bodhi_shared.contract import INFERENCE_FUNCTION
+from bodhi_shared.queue import WakeableWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Consumer:
+    worker: WakeableWorker
+    task: asyncio.Task[None]  # the polling loop
+    drained: asyncio.Task[None] | None = None  # once stopped: waits for the running jobs
+
+
+class AliasConsumers:
+    def __init__(self, pool: ArqRedis, context: LocalWorkerContext) -> None:
+        self._pool = pool
+        self._context = context
+        self._consumers: dict[str, _Consumer] = {}
+        self._draining: set[_Consumer] = set()  # stopped, their running jobs not yet finished
+
+    @property
+    def aliases(self) -> list[str]:
+        return sorted(self._consumers)
+
+    def _build(self, alias: str) -> WakeableWorker:
+        settings, keys = self._context.settings, self._context.settings.redis_keys
+        queue = keys.local_queue(alias)
+        return WakeableWorker(
+            # Never retried: tokens may already have reached the client, and output must not be doubled.
+            functions=[func(inference, name=INFERENCE_FUNCTION, max_tries=1, timeout=settings.job_timeout)],
+            queue_name=queue,
+            wake_channel=keys.wake_channel(queue),
+            redis_pool=self._pool,
+            max_jobs=1,
+            poll_delay=settings.queue_poll_interval,
+            keep_result=0,
+            handle_signals=False,
+            ctx={CONTEXT_KEY: self._context},
+        )
+
+    async def serve(self, aliases: Iterable[str]) -> None:
+        """Consume exactly the queues of ``aliases``: start the new ones, stop the gone ones (their jobs finish)."""
+        wanted = set(aliases)
+        self._reap()
+        for alias in sorted(set(self._consumers) - wanted):
+            await self.stop(alias)
+        for alias in sorted(wanted - set(self._consumers)):
+            worker = self._build(alias)
+            self._consumers[alias] = _Consumer(worker, asyncio.create_task(worker.async_run()))
+            log.info("consuming %s (alias %s)", worker.queue_name, alias)
+        await self.advertise()
+
+    def _reap(self) -> None:
+        """Forget consumers whose loop ended on an error (Redis unreachable, ...): the next ``serve`` restarts them."""
+        for alias, consumer in list(self._consumers.items()):
+            if consumer.task.done():
+                del self._consumers[alias]
+                error = None if consumer.task.cancelled() else consumer.task.exception()
+                log.error("the consumer of alias %s stopped: %r; restarting it", alias, error)
+
+    async def advertise(self) -> None:
+        """Refresh this worker's score in each served alias's set, and the aliases in its description."""
+        context = self._context
+        keys, settings = context.settings.redis_keys, context.settings
+        info_key = keys.worker_info(context.worker_id)
+        now = time.time()
+        async with self._pool.pipeline(transaction=False) as pipe:
+            for alias in self._consumers:
+                pipe.zadd(keys.alias_workers(alias), {context.worker_id: now})
+            pipe.hset(info_key, mapping={"aliases": ",".join(self.aliases), "gpu": settings.device})
+            pipe.pexpire(info_key, int(settings.heartbeat_ttl * 1000))
+            await pipe.execute()
+
+    async def stop(self, alias: str) -> None:
+        """Leave the alias's set first (the API stops sending), stop polling; its running jobs end in the background."""
+        consumer = self._consumers.pop(alias)
+        with contextlib.suppress(Exception):  # Redis may be gone on the way out: liveness then expires
+            await self._pool.zrem(self._context.settings.redis_keys.alias_workers(alias), self._context.worker_id)
+        consumer.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.task
+        self._draining.add(consumer)
+        consumer.drained = asyncio.create_task(self._drain(alias, consumer))
+
+    async def _drain(self, alias: str, consumer: _Consumer) -> None:
+        await asyncio.gather(*consumer.worker.tasks.values(), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._pool.delete(consumer.worker.health_check_key)
+        self._draining.discard(consumer)
+        log.info("stopped consuming %s (alias %s)", consumer.worker.queue_name, alias)
+
+    async def stop_all(self) -> None:
+        """Stop every consumer and cancel every running job (each generation stops at its next token)."""
+        for alias in list(self._consumers):
+            await self.stop(alias)
+        draining = list(self._draining)
+        for consumer in draining:
+            for job in consumer.worker.tasks.values():
+                job.cancel()
+        await asyncio.gather(*(consumer.drained for consumer in draining if consumer.drained is not None))

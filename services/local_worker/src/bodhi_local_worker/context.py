@@ -1,0 +1,26 @@
+"""The typed context every local-worker job receives (arq hands jobs a dict; this is what it holds)."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bodhi_local_worker.models import ModelCache
+from bodhi_local_worker.settings import LocalWorkerSettings
+from bodhi_shared.cancellation import CancelRegistry
+
+CONTEXT_KEY = "bodhi"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalWorkerContext:
+    settings: LocalWorkerSettings
+    redis: Redis
+    models: ModelCache
+    cancels: CancelRegistry
+    worker_id: str
+
+
+def context_of(ctx: dict[str, Any]) -> LocalWorkerContext:
+    worker: LocalWorkerContext = ctx[CONTEXT_KEY]
+    return worker

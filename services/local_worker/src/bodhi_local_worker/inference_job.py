@@ -1,0 +1,124 @@
+"""The ``inference`` job of a local worker: run the alias's model and publish its answer on the request's channel.
+
+Events are those of the remote worker (``bodhi_shared.contract``): STARTED (kind ``local``), then CHUNK frames of
+``chat.completion.chunk`` objects and DONE for a stream, or one RESPONSE; ERROR on a failure. ``model`` in every
+body is the alias. A cancelled job publishes nothing more: its generation stops at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from bodhi_local_worker import request_params
+from bodhi_local_worker.context import LocalWorkerContext, context_of
+from bodhi_local_worker.generation import Chunk, complete_chat, embed, stream_chat
+from bodhi_local_worker.models import ModelLoadFailed
+from bodhi_shared.cancellation import JobCancelled
+from bodhi_shared.contract import Endpoint, EventKind, InferenceJob, LocalModel, StreamEvent
+from bodhi_shared.errors import BodhiError, InvalidRequest, ServiceUnavailable
+from bodhi_shared.event_publisher import EventPublisher
+from bodhi_shared.redis_keys import LOCAL_WORKER_KIND
+
+if TYPE_CHECKING:
+    from bodhi_local_worker.engine import MeteredLlama
+
+log = logging.getLogger(__name__)
+
+
+async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+    worker = context_of(ctx)
+    job = InferenceJob.from_wire(payload)
+    if time.time() > job.pickup_deadline:
+        log.info("request %s skipped: the API stopped waiting for a worker", job.request_id)
+        return
+    events = EventPublisher(worker.redis, job.channel)
+    await events.publish(StreamEvent(EventKind.STARTED, meta={"worker": worker.worker_id, "kind": LOCAL_WORKER_KIND}))
+    try:
+        outcome = await worker.cancels.run(job.request_id, answer(worker, job, events))
+    except JobCancelled:
+        events.abandon()
+        return
+    except asyncio.CancelledError:  # the worker is stopping, or the job ran out of time: tell the client
+        stopped = ServiceUnavailable("The local worker stopped before it finished this answer; try again.")
+        with contextlib.suppress(Exception):
+            await events.publish(StreamEvent(EventKind.ERROR, stopped.status_code, stopped.to_json()))
+        raise
+    except BodhiError as exc:
+        log.info("request %s failed: %s", job.request_id, exc.message)
+        outcome = StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
+    await events.publish(outcome)
+
+
+async def answer(worker: LocalWorkerContext, job: InferenceJob, events: EventPublisher) -> StreamEvent:
+    """Run the model; chunks go out as they come; returns the closing DONE or RESPONSE event."""
+    local = job.local
+    if local is None:
+        raise BodhiError(f"Request {job.request_id} reached a local worker without a local model.")
+    if job.endpoint not in (Endpoint.EMBEDDINGS, Endpoint.CHAT_COMPLETIONS):
+        raise InvalidRequest(f"Local models do not serve /v1/{job.endpoint}.")
+    request = request_params.parse_body(job.body)
+    if job.endpoint == Endpoint.EMBEDDINGS:
+        inputs = request_params.embedding_inputs(request)
+    else:
+        params = request_params.chat_params(request)
+    try:
+        async with worker.models.use(local) as llm:
+            if job.endpoint == Endpoint.EMBEDDINGS:
+                return await embeddings(llm, local, request, inputs)
+            if job.stream:
+                return await streamed_chat(llm, local, job=job, request=request, params=params, events=events)
+            return await chat(llm, local, params)
+    except ModelLoadFailed as exc:
+        log.error("alias %s: loading %s failed: %s", local.alias, local.path, exc)
+        raise BodhiError(f"The local model '{local.alias}' could not be loaded.") from None
+    except ValueError as exc:  # llama.cpp's way to refuse a request: a prompt longer than the context, ...
+        raise InvalidRequest(str(exc)) from None
+    except BodhiError:
+        raise
+    except Exception:
+        log.exception("request %s: the local model %s failed", job.request_id, local.alias)
+        raise BodhiError(f"The local model '{local.alias}' failed to answer.") from None
+
+
+async def embeddings(llm: MeteredLlama, local: LocalModel, request: dict[str, Any], inputs: list[str]) -> StreamEvent:
+    vectors, prompt_tokens = await embed(llm, inputs)
+    body = request_params.embeddings_body(request, vectors, model=local.alias, prompt_tokens=prompt_tokens)
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens}
+    return StreamEvent(EventKind.RESPONSE, data=body, meta={"usage": usage})
+
+
+async def chat(llm: MeteredLlama, local: LocalModel, params: dict[str, Any]) -> StreamEvent:
+    completion, usage = await complete_chat(llm, params)
+    completion["model"] = local.alias
+    meta = {"usage": request_params.usage_meta(usage)}
+    return StreamEvent(EventKind.RESPONSE, data=request_params.to_json(completion), meta=meta)
+
+
+async def streamed_chat(
+    llm: MeteredLlama,
+    local: LocalModel,
+    *,
+    job: InferenceJob,
+    request: dict[str, Any],
+    params: dict[str, Any],
+    events: EventPublisher,
+) -> StreamEvent:
+    last: Chunk = {}
+
+    def emit(chunk: Chunk) -> None:
+        nonlocal last
+        chunk["model"] = local.alias
+        last = chunk
+        events.chunk(request_params.sse_frame(chunk))
+
+    usage = await stream_chat(llm, params, emit)
+    if job.relay_usage_chunk and request_params.wants_usage_chunk(request):
+        head: dict[str, Any] = {
+            key: last[key] for key in ("id", "object", "created", "model", "system_fingerprint") if key in last
+        }
+        events.chunk(request_params.sse_frame({**head, "choices": [], "usage": usage}))
+    return StreamEvent(EventKind.DONE, meta={"usage": usage})

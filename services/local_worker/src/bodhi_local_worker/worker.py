@@ -1,0 +1,104 @@
+"""Builds and runs a local worker: one consumer per alias, the loaded models, a heartbeat, cancels.
+
+The aliases are those of ``--models`` (``BODHI_LOCAL_MODELS``), or every alias of the catalogue the API keeps,
+re-read every ``BODHI_LOCAL_CATALOGUE_INTERVAL`` seconds. SIGINT/SIGTERM: leave the aliases' sets, stop
+consuming, cancel running jobs (each generation stops at its next token), unload the models, leave the
+heartbeat set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from redis.asyncio import Redis
+
+from bodhi_local_worker.catalogue import read_catalogue, wanted_aliases
+from bodhi_local_worker.consumers import AliasConsumers
+from bodhi_local_worker.context import LocalWorkerContext
+from bodhi_local_worker.gpu import visible_devices
+from bodhi_local_worker.models import ModelCache
+from bodhi_local_worker.settings import LocalWorkerSettings
+from bodhi_shared.cancellation import CancelRegistry
+from bodhi_shared.heartbeat import heartbeating, new_worker_id
+from bodhi_shared.queue import create_queue_pool
+from bodhi_shared.redis_keys import LOCAL_WORKER_KIND
+
+log = logging.getLogger(__name__)
+
+
+async def run_local_worker(settings: LocalWorkerSettings) -> None:
+    """Run until SIGINT/SIGTERM."""
+    keys = settings.redis_keys
+    pool = await create_queue_pool(settings.require_redis_url())
+    worker_id = new_worker_id(LOCAL_WORKER_KIND)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    cancels = CancelRegistry(pool, keys.cancel_channel)
+    await cancels.start()
+    models = ModelCache(settings.local_max_loaded_models, gpu=settings.gpu)
+    context = LocalWorkerContext(settings=settings, redis=pool, models=models, cancels=cancels, worker_id=worker_id)
+    consumers = AliasConsumers(pool, context)
+    named = settings.model_aliases
+    log.info(
+        "local worker %s gpu=%s CUDA_VISIBLE_DEVICES=%s aliases=%s",
+        worker_id,
+        settings.device,
+        visible_devices(),
+        ",".join(named) if named else "(the catalogue)",
+    )
+    if named:
+        await log_definitions(pool, settings, named)
+    described = ",".join(keys.local_queue(alias) for alias in named) if named else keys.local_queue("*")
+    try:
+        async with heartbeating(
+            pool,
+            keys,
+            kind=LOCAL_WORKER_KIND,
+            worker_id=worker_id,
+            queue=described,
+            interval=settings.heartbeat_interval,
+            ttl=settings.heartbeat_ttl,
+        ):
+            try:
+                await serve_until(stopping, pool, settings, consumers)
+            finally:
+                await consumers.stop_all()
+    finally:
+        log.info("local worker %s stopping", worker_id)
+        await cancels.stop()
+        await models.close()
+        await pool.aclose()
+
+
+async def serve_until(
+    stopping: asyncio.Event, redis: Redis, settings: LocalWorkerSettings, consumers: AliasConsumers
+) -> None:
+    """Follow the wanted aliases and refresh their liveness every heartbeat interval, until ``stopping``."""
+    next_read = 0.0
+    while not stopping.is_set():
+        try:
+            if time.monotonic() >= next_read:
+                next_read = time.monotonic() + settings.local_catalogue_interval
+                await consumers.serve(await wanted_aliases(redis, settings.redis_keys, settings.model_aliases))
+            else:
+                await consumers.advertise()
+        except Exception:  # Redis briefly unreachable: liveness lapses, the next round tries again
+            log.warning("refreshing the served aliases failed", exc_info=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), settings.heartbeat_interval)
+
+
+async def log_definitions(redis: Redis, settings: LocalWorkerSettings, aliases: list[str]) -> None:
+    catalogue = await read_catalogue(redis, settings.redis_keys)
+    for alias in aliases:
+        model = catalogue.get(alias)
+        if model is None:
+            log.info("alias %s: not in the catalogue (yet); its jobs carry their model", alias)
+        else:
+            log.info("alias %s: %s %s", alias, model.path, model.context_params)
