@@ -3,9 +3,11 @@
 bodhi serve                 everything on one machine (embedded Postgres and Redis unless URLs are set)
 bodhi api                   one API replica
 bodhi remote-worker         one remote worker
-bodhi local-worker          one local worker (placeholder until local models land)
+bodhi local-worker          one local worker (--gpu N pins it to a GPU, --models a,b names its aliases)
 bodhi migrate               apply database migrations
-bodhi temporary-upstream    register an upstream model (TEMPORARY, until API models land)
+bodhi users create          create a user (password from stdin)
+bodhi tokens create         create an API token for a user
+bodhi keys rotate           re-wrap every stored provider key under a new worker key pair
 """
 
 from __future__ import annotations
