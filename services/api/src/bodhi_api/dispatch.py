@@ -9,7 +9,7 @@ from typing import Any
 
 from bodhi_api.http_errors import TooManyRequests
 from bodhi_api.resources import Resources
-from bodhi_api.token_stream import EventReader, Subscription
+from bodhi_api.token_stream import EventReader, Subscription, publish_cancel
 from bodhi_shared.contract import StreamEvent
 from bodhi_shared.errors import ServiceUnavailable
 from bodhi_shared.queue import enqueue_job, withdraw_job
@@ -85,6 +85,8 @@ async def dispatch(
         return reader, await reader.first_content(started)
     except BaseException:
         resources.spawn(resources.hub.unsubscribe(subscription))
+        # Harmless when the worker already finished (or never started): cancelling an unknown job does nothing.
+        resources.spawn(publish_cancel(redis, keys.cancel_channel, request_id))
         raise
 
 

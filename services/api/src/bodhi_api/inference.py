@@ -164,7 +164,7 @@ def _single_response(relay: Relay, first: StreamEvent) -> Response:
     if first.kind != EventKind.RESPONSE:
         relay.close(Outcome("error", 502))
         raise BodhiError(f"The worker answered a non-streamed request with a {first.kind.name} event.")
-    relay.close(Outcome("ok", 200, first.usage))
+    relay.close(Outcome("ok", 200, first.usage, worker_finished=True))
     return Response(first.data, media_type="application/json")
 
 

@@ -206,7 +206,11 @@ async def publish_cancel(redis: Redis, channel: str, request_id: str) -> None:
 
 
 def error_event(exc: BodhiError) -> StreamEvent:
-    return StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
+    """An ERROR the API itself raises while the worker may still be running (marked, so the worker is stopped)."""
+    return StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json(), meta={API_SIDE: True})
+
+
+API_SIDE = "api_side"
 
 
 @dataclass
@@ -216,6 +220,7 @@ class Outcome:
     status: str = "cancelled"  # "ok" | "error" | "cancelled"
     http_status: int = 499
     usage: dict[str, Any] | None = None
+    worker_finished: bool = False  # else the relay tells the worker to stop
 
 
 class Relay:
@@ -245,7 +250,7 @@ class Relay:
         hub, keys = self._resources.hub, self._resources.keys
         # Spawned, not awaited: this runs while the response task is being cancelled.
         self._resources.spawn(hub.unsubscribe(self._reader.subscription))
-        if outcome.status == "cancelled":
+        if not outcome.worker_finished:
             self._resources.spawn(publish_cancel(self._resources.redis, keys.cancel_channel, self._request_id))
         self._on_finish(outcome)
 
@@ -261,11 +266,11 @@ class Relay:
                 elif event.kind == EventKind.CHUNK:
                     yield event.data
                 elif event.kind == EventKind.DONE:
-                    outcome = Outcome("ok", 200, event.usage)
+                    outcome = Outcome("ok", 200, event.usage, worker_finished=True)
                     yield SSE_DONE
                     break
                 elif event.kind == EventKind.ERROR:
-                    outcome = Outcome("error", event.status)
+                    outcome = Outcome("error", event.status, worker_finished=not (event.meta or {}).get(API_SIDE))
                     yield sse_data(event.data) + SSE_DONE
                     break
                 event = await self._reader.next(keepalive_after=self._resources.settings.sse_keepalive_interval)
