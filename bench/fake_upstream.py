@@ -161,6 +161,8 @@ async def answer(
     if method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
         try:
             body = json.loads(body_raw or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
         except ValueError:
             writer.write(json_response("400 Bad Request", {"error": {"message": "invalid JSON"}}, close=close))
             return
@@ -194,7 +196,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             await writer.drain()
             if close:
                 return
-    except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
         return
     finally:
         writer.close()

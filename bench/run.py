@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ MODEL = "bench-model"
 UPSTREAM_KEY = "sk-bench"
 LITELLM_MASTER_KEY = "sk-litellm-bench-master"
 LONG_CHUNKS = 20_000
+MAX_RESTARTS = 2  # of the LiteLLM proxy, should it crash (1.108.7 segfaulted once under load here)
 CONCURRENCY = (1, 16, 64)
 TARGETS = ("direct", "gateway", "litellm")
 
@@ -76,7 +77,12 @@ class Target:
     name: str
     url: str
     token: str = ""
-    pids: tuple[int, ...] = ()  # the target's own processes (with their children), for CPU accounting
+    children: tuple[Child, ...] = ()  # the target's own processes (CPU accounting, liveness)
+    restart: Callable[[], Target] | None = None  # start a replacement, for a target that may crash (LiteLLM)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return tuple(child.popen.pid for child in self.children)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -113,10 +119,12 @@ def ensure_litellm() -> str:
         uv = shutil.which("uv")
         python = LITELLM_VENV / "bin" / "python"
         if uv:
-            subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(LITELLM_VENV)], check=True, timeout=300)
+            subprocess.run(
+                [uv, "venv", "-q", "--clear", "--python", sys.executable, str(LITELLM_VENV)], check=True, timeout=300
+            )
             install = [uv, "pip", "install", "-q", "--python", str(python), "litellm[proxy]"]
         else:
-            subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, timeout=300)
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(LITELLM_VENV)], check=True, timeout=300)
             install = [str(python), "-m", "pip", "install", "-q", "litellm[proxy]"]
         subprocess.run(install, check=True, timeout=1800)
         if not LITELLM_BIN.exists():
@@ -204,7 +212,7 @@ def start_upstream(stack: contextlib.ExitStack, logs: Path) -> Target:
         raise RuntimeError(f"fake upstream said {line!r}:\n{child.log_tail()}")
     url = f"http://127.0.0.1:{int(line.split()[1])}"
     wait_http(f"{url}/v1/models", child, timeout=10)
-    return Target("direct", url, pids=(child.popen.pid,))
+    return Target("direct", url, children=(child,))
 
 
 def free_port() -> int:
@@ -256,7 +264,7 @@ def start_gateway(stack: contextlib.ExitStack, logs: Path, upstream: Target) -> 
     )
     if created.status_code != 201:
         raise RuntimeError(f"registering the API model failed: {created.status_code} {created.text}")
-    return Target("gateway", base, token, pids=(api.popen.pid, worker.popen.pid))
+    return Target("gateway", base, token, children=(api, worker))
 
 
 def wait_workers(base: str, worker: Child, *, timeout: float) -> None:
@@ -302,7 +310,7 @@ general_settings:
 """
 
 
-def start_litellm(stack: contextlib.ExitStack, logs: Path, upstream: Target) -> Target:
+def start_litellm(stack: contextlib.ExitStack, logs: Path, upstream: Target, attempt: int = 0) -> Target:
     config = logs / "litellm-config.yaml"
     config.write_text(
         LITELLM_CONFIG.format(
@@ -319,11 +327,17 @@ def start_litellm(stack: contextlib.ExitStack, logs: Path, upstream: Target) -> 
         "NO_DOCS": "True",
     }
     argv = [str(LITELLM_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
-    child = Child("litellm", argv, env=env, logs=logs)
+    child = Child("litellm" if not attempt else f"litellm-restart{attempt}", argv, env=env, logs=logs)
     stack.callback(child.stop)
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/health/liveliness", child, timeout=240)
-    return Target("litellm", base, LITELLM_MASTER_KEY, pids=(child.popen.pid,))
+    return Target(
+        "litellm",
+        base,
+        LITELLM_MASTER_KEY,
+        children=(child,),
+        restart=None if attempt >= MAX_RESTARTS else lambda: start_litellm(stack, logs, upstream, attempt + 1),
+    )
 
 
 # ---------------------------------------------------------------- load
@@ -351,7 +365,43 @@ def upstream_stats(upstream: Target) -> dict[str, int]:
     return stats
 
 
-def measure(targets: dict[str, Target], plan: Plan) -> dict[tuple[int, str], dict[str, Any]]:
+def dead_children(target: Target) -> list[Child]:
+    return [child for child in target.children if child.popen.poll() is not None]
+
+
+def run_cell(
+    targets: dict[str, Target], name: str, args: list[str], *, label: str, notes: list[str], timeout: float
+) -> dict[str, Any]:
+    """One cell; if the target's process died in it, note that, restart it once if it can be, and measure again."""
+    for attempt in range(2):
+        target = targets[name]
+        before, cpu_before = upstream_stats(targets["direct"]), cpu_seconds(target.pids)
+        cell = run_load(target, args, timeout=timeout)
+        after, cpu_after = upstream_stats(targets["direct"]), cpu_seconds(target.pids)
+        served = after["requests"] - before["requests"] - 1  # not the stats request itself
+        cell["cpu_ms_per_req"] = 1000 * (cpu_after - cpu_before) / served if served > 0 else math.nan
+        conns = after["connections"] - before["connections"] - 1
+        cell["upstream_conns_per_req"] = conns / served if served > 0 else math.nan
+        if cell["errors"]:
+            log(f"{label} {name}: {cell['errors']} failed requests, e.g. {cell['error_samples'][:2]}")
+        dead = dead_children(target)
+        if not dead:
+            return cell
+        for child in dead:
+            tail = child.log_tail(3000)
+            log(f"{child.name} exited with {child.popen.returncode} during {label}; its log ends:\n{tail}")
+        died = ", ".join(f"`{child.name}` exited with {child.popen.returncode}" for child in dead)
+        if target.restart is None or attempt:
+            notes.append(f"{label}: {died}; the cell counts what was served before.")
+            return cell
+        notes.append(f"{label}: {died} ({cell['errors']} failed requests); restarted, the cell measured again.")
+        targets[name] = target.restart()
+        log(f"{name} restarted on {targets[name].url}")
+        check_target(targets[name])
+    return cell
+
+
+def measure(targets: dict[str, Target], plan: Plan, notes: list[str]) -> dict[tuple[int, str], dict[str, Any]]:
     """Every concurrency level for every target; the targets take turns within a level, order rotating."""
     cells: dict[tuple[int, str], dict[str, Any]] = {}
     for level, concurrency in enumerate(CONCURRENCY):
@@ -367,28 +417,23 @@ def measure(targets: dict[str, Target], plan: Plan) -> dict[tuple[int, str], dic
                 "--budget",
                 "150",
             ]
-            log(f"c={concurrency:<3} {name:<8} {plan.requests[concurrency]} requests")
-            before, cpu_before = upstream_stats(targets["direct"]), cpu_seconds(targets[name].pids)
-            cell = run_load(targets[name], args, timeout=400)
-            after, cpu_after = upstream_stats(targets["direct"]), cpu_seconds(targets[name].pids)
-            served = after["requests"] - before["requests"] - 1  # not the stats request itself
-            cell["cpu_ms_per_req"] = 1000 * (cpu_after - cpu_before) / served if served > 0 else math.nan
-            conns = after["connections"] - before["connections"] - 1
-            cell["upstream_conns_per_req"] = conns / served if served > 0 else math.nan
+            label = f"c={concurrency}"
+            log(f"{label:<5} {name:<8} {plan.requests[concurrency]} requests")
+            cell = run_cell(targets, name, args, label=label, notes=notes, timeout=400)
             log(
-                f"c={concurrency:<3} {name:<8} ttft p50 {cell['ttft_p50_ms']:.2f} ms, {cell['rps']:.0f} req/s, "
+                f"{label:<5} {name:<8} ttft p50 {cell['ttft_p50_ms']:.2f} ms, {cell['rps']:.0f} req/s, "
                 f"{cell['errors']} errors"
             )
             cells[concurrency, name] = cell
     return cells
 
 
-def measure_long(targets: dict[str, Target], plan: Plan) -> dict[str, dict[str, Any]]:
+def measure_long(targets: dict[str, Target], plan: Plan, notes: list[str]) -> dict[str, dict[str, Any]]:
     out = {}
     for name in TARGETS:
         log(f"long stream {name:<8} {LONG_CHUNKS} chunks x {plan.long_repeat}")
         args = ["--long", str(LONG_CHUNKS), "--repeat", str(plan.long_repeat), "--timeout", "120"]
-        out[name] = run_load(targets[name], args, timeout=500)
+        out[name] = run_cell(targets, name, args, label="long stream", notes=notes, timeout=500)
         log(f"long stream {name:<8} {out[name]['chunks_per_s']:.0f} chunks/s, {out[name]['errors']} errors")
     return out
 
@@ -442,28 +487,48 @@ def long_table(long: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def ratio_of(a: float, b: float) -> float:
+    return a / b if b > 0 else math.nan
+
+
 def verdicts(cells: dict[tuple[int, str], dict[str, Any]], long: dict[str, dict[str, Any]]) -> list[str]:
     added = cells[1, "gateway"]["ttft_p50_ms"] - cells[1, "direct"]["ttft_p50_ms"]
     added_litellm = cells[1, "litellm"]["ttft_p50_ms"] - cells[1, "direct"]["ttft_p50_ms"]
-    ratio = cells[16, "gateway"]["rps"] / cells[16, "litellm"]["rps"]
+    ratio = ratio_of(cells[16, "gateway"]["rps"], cells[16, "litellm"]["rps"])
     rate, direct_rate = long["gateway"]["chunks_per_s"], long["direct"]["chunks_per_s"]
     errors = sum(c["errors"] for c in cells.values()) + sum(x["errors"] for x in long.values())
 
-    def met(ok: bool) -> str:
-        return "**met**" if ok else "**NOT met**"
+    def met(ok: bool, *used: dict[str, Any]) -> str:
+        failed = sum(cell["errors"] for cell in used)
+        caveat = f" (but {failed} requests failed in the cells used: not a clean measurement)" if failed else ""
+        return ("**met**" if ok else "**NOT met**") + caveat
 
+    ttft_verdict = met(added <= MAX_ADDED_TTFT_MS, cells[1, "gateway"], cells[1, "direct"])
     return [
         f"- Added time to first token at concurrency 1 (p50, gateway minus direct): {fmt(added)} ms "
-        f"(target <= {MAX_ADDED_TTFT_MS:g} ms): {met(added <= MAX_ADDED_TTFT_MS)}. "
+        f"(target <= {MAX_ADDED_TTFT_MS:g} ms): {ttft_verdict}. "
         f"LiteLLM adds {fmt(added_litellm)} ms.",
         f"- Requests/s at concurrency 16, gateway / LiteLLM: {fmt(cells[16, 'gateway']['rps'], 0)} / "
         f"{fmt(cells[16, 'litellm']['rps'], 0)} = {fmt(ratio)}x (target >= {MIN_RPS_RATIO:g}x): "
-        f"{met(ratio >= MIN_RPS_RATIO)}.",
+        f"{met(ratio >= MIN_RPS_RATIO, cells[16, 'gateway'], cells[16, 'litellm'])}.",
         f"- One long stream ({LONG_CHUNKS} chunks) through the gateway: {fmt(rate, 0)} chunks/s vs "
-        f"{fmt(direct_rate, 0)} direct ({fmt(100 * rate / direct_rate, 1)}% of direct; target >= {MIN_CHUNKS_PER_S} "
-        f"chunks/s): {met(rate >= MIN_CHUNKS_PER_S)}.",
+        f"{fmt(direct_rate, 0)} direct ({fmt(100 * ratio_of(rate, direct_rate), 1)}% of direct; "
+        f"target >= {MIN_CHUNKS_PER_S} chunks/s): {met(rate >= MIN_CHUNKS_PER_S, long['gateway'])}.",
         f"- Failed requests across the run: {errors}.",
+        client_bound_note(cells),
     ]
+
+
+def client_bound_note(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
+    bound = [
+        f"{name} at c={c}" for (c, name), cell in cells.items() if cell["client_cpu_pct"] >= 90 and not cell["errors"]
+    ]
+    if not bound:
+        return "- The load generator stayed below 90% CPU in every cell: it did not limit the numbers."
+    return (
+        f"- The load generator was near 100% CPU for {', '.join(bound)}: those requests/s are the client's ceiling, "
+        "a lower bound for the target; in the other cells it did not limit the numbers."
+    )
 
 
 def machine() -> list[str]:
@@ -483,12 +548,21 @@ def machine() -> list[str]:
 
 
 def git_commit() -> str:
+    """The commit measured, marked when the working tree has changes on top of it (read-only git calls)."""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=30
         )
-        if done.returncode == 0:
-            return done.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        if head.returncode == 0:
+            return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     return "unknown"
 
 
@@ -501,6 +575,7 @@ def report(
     quick: bool,
     seconds: float,
     load_before: str,
+    notes: list[str],
 ) -> str:
     requests = ", ".join(f"{plan.requests[c]} at c={c}" for c in CONCURRENCY)
     return "\n".join(
@@ -544,6 +619,7 @@ def report(
             "",
             *verdicts(cells, long),
             "",
+            *(["## Incidents", "", *(f"- {note}" for note in notes), ""] if notes else []),
         ]
     )
 
@@ -582,8 +658,14 @@ def run(quick: bool) -> int:
         targets = {"direct": upstream, "gateway": gateway, "litellm": litellm}
         for target in targets.values():
             check_target(target)
-        cells = measure(targets, plan)
-        long = measure_long(targets, plan)
+        notes: list[str] = []
+        cells = measure(targets, plan, notes)
+        long = measure_long(targets, plan, notes)
+        if notes or any(c["errors"] for c in [*cells.values(), *long.values()]):
+            kept = Path(tempfile.mkdtemp(prefix="bodhi-bench-logs-"))
+            shutil.copytree(logs, kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("bodhi-home"))
+            log(f"something failed: the processes' logs are kept in {kept}")
+            notes.append(f"The processes' logs were kept in `{kept}`.")
         text = report(
             cells,
             long,
@@ -592,6 +674,7 @@ def run(quick: bool) -> int:
             quick=quick,
             seconds=time.monotonic() - started,
             load_before=load_before,
+            notes=notes,
         )
         log("stopping everything")
     RESULTS.write_text(text)
