@@ -7,20 +7,17 @@ body is the alias. A cancelled job publishes nothing more: its generation stops 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from bodhi_local_worker import request_params
 from bodhi_local_worker.context import LocalWorkerContext, context_of
 from bodhi_local_worker.generation import Chunk, complete_chat, embed, stream_chat
 from bodhi_local_worker.models import ModelLoadFailed
-from bodhi_shared.cancellation import JobCancelled
 from bodhi_shared.contract import Endpoint, EventKind, InferenceJob, LocalModel, StreamEvent
-from bodhi_shared.errors import BodhiError, InvalidRequest, ServiceUnavailable
+from bodhi_shared.errors import BodhiError, InvalidRequest
 from bodhi_shared.event_publisher import EventPublisher
+from bodhi_shared.job_runner import run_inference_job
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND
 
 if TYPE_CHECKING:
@@ -32,25 +29,14 @@ log = logging.getLogger(__name__)
 async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     worker = context_of(ctx)
     job = InferenceJob.from_wire(payload)
-    if time.time() > job.pickup_deadline:
-        log.info("request %s skipped: the API stopped waiting for a worker", job.request_id)
-        return
-    events = EventPublisher(worker.redis, job.channel)
-    await events.publish(StreamEvent(EventKind.STARTED, meta={"worker": worker.worker_id, "kind": LOCAL_WORKER_KIND}))
-    try:
-        outcome = await worker.cancels.run(job.request_id, answer(worker, job, events))
-    except JobCancelled:
-        events.abandon()
-        return
-    except asyncio.CancelledError:  # the worker is stopping, or the job ran out of time: tell the client
-        stopped = ServiceUnavailable("The local worker stopped before it finished this answer; try again.")
-        with contextlib.suppress(Exception):
-            await events.publish(StreamEvent(EventKind.ERROR, stopped.status_code, stopped.to_json()))
-        raise
-    except BodhiError as exc:
-        log.info("request %s failed: %s", job.request_id, exc.message)
-        outcome = StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
-    await events.publish(outcome)
+    await run_inference_job(
+        job,
+        redis=worker.redis,
+        cancels=worker.cancels,
+        worker_id=worker.worker_id,
+        kind=LOCAL_WORKER_KIND,
+        answer=lambda events: answer(worker, job, events),
+    )
 
 
 async def answer(worker: LocalWorkerContext, job: InferenceJob, events: EventPublisher) -> StreamEvent:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from bodhi_remote_worker.context import RemoteWorkerContext, context_of
 from bodhi_remote_worker.upstream import forward, stream_sse
-from bodhi_shared.cancellation import JobCancelled
 from bodhi_shared.contract import EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError
 from bodhi_shared.event_publisher import EventPublisher
+from bodhi_shared.job_runner import run_inference_job
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
 
 log = logging.getLogger(__name__)
@@ -21,20 +20,14 @@ log = logging.getLogger(__name__)
 async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     worker = context_of(ctx)
     job = InferenceJob.from_wire(payload)
-    if time.time() > job.pickup_deadline:
-        log.info("request %s skipped: the API stopped waiting for a worker", job.request_id)
-        return
-    events = EventPublisher(worker.redis, job.channel)
-    await events.publish(StreamEvent(EventKind.STARTED, meta={"worker": worker.worker_id, "kind": REMOTE_WORKER_KIND}))
-    try:
-        outcome = await worker.cancels.run(job.request_id, relay(worker, job, events))
-    except JobCancelled:
-        events.abandon()
-        return
-    except BodhiError as exc:
-        log.info("request %s failed: %s", job.request_id, exc.message)
-        outcome = StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
-    await events.publish(outcome)
+    await run_inference_job(
+        job,
+        redis=worker.redis,
+        cancels=worker.cancels,
+        worker_id=worker.worker_id,
+        kind=REMOTE_WORKER_KIND,
+        answer=lambda events: relay(worker, job, events),
+    )
 
 
 async def relay(worker: RemoteWorkerContext, job: InferenceJob, events: EventPublisher) -> StreamEvent:

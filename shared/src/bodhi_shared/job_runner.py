@@ -1,0 +1,49 @@
+"""The life of an inference job on any worker: the same steps for remote and local workers.
+
+skip a job whose client stopped waiting -> STARTED -> the worker's own answer (cancellable by the API) ->
+DONE / RESPONSE, or ERROR. A job cancelled because its client left publishes nothing more; a job stopped by the
+worker's shutdown or its timeout tells the client so before it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from bodhi_shared.cancellation import CancelRegistry, JobCancelled
+from bodhi_shared.contract import EventKind, InferenceJob, StreamEvent
+from bodhi_shared.errors import BodhiError, ServiceUnavailable
+from bodhi_shared.event_publisher import EventPublisher
+
+log = logging.getLogger(__name__)
+
+Answer = Callable[[EventPublisher], Awaitable[StreamEvent]]
+
+
+async def run_inference_job(
+    job: InferenceJob, *, redis: Redis, cancels: CancelRegistry, worker_id: str, kind: str, answer: Answer
+) -> None:
+    if time.time() > job.pickup_deadline:
+        log.info("request %s skipped: the API stopped waiting for a worker", job.request_id)
+        return
+    events = EventPublisher(redis, job.channel)
+    await events.publish(StreamEvent(EventKind.STARTED, meta={"worker": worker_id, "kind": kind}))
+    try:
+        outcome = await cancels.run(job.request_id, answer(events))
+    except JobCancelled:
+        events.abandon()
+        return
+    except asyncio.CancelledError:  # the worker is stopping, or the job ran out of time: tell the client
+        stopped = ServiceUnavailable("The worker stopped before it finished this answer; retry the request.")
+        with contextlib.suppress(Exception):
+            await events.publish(StreamEvent(EventKind.ERROR, stopped.status_code, stopped.to_json()))
+        raise
+    except BodhiError as exc:
+        log.info("request %s failed: %s", job.request_id, exc.message)
+        outcome = StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
+    await events.publish(outcome)
