@@ -1,7 +1,8 @@
-"""Publishing a job's events, with chunks coalesced while a publish is in flight.
+"""Publishing a job's events in order, without making the job wait for Redis.
 
-The first chunk goes out at once; chunks that arrive while Redis is answering are sent together in the next
-CHUNK event. A slow hop therefore costs fewer, larger messages instead of an ever longer backlog.
+The first event goes out at once; whatever is queued while a publish is in flight goes out next, consecutive
+chunks merged into one CHUNK event and the rest sent in one pipelined round trip. A slow hop therefore costs
+fewer, larger messages instead of an ever longer backlog, and the job never stalls on a round trip.
 """
 
 from __future__ import annotations
@@ -17,31 +18,61 @@ class EventPublisher:
     def __init__(self, redis: Redis, channel: str) -> None:
         self._redis = redis
         self._channel = channel
-        self._frames: list[bytes] = []
+        self._pending: list[StreamEvent | bytes] = []  # events, or SSE frames to merge into CHUNK events
         self._sender: asyncio.Task[None] | None = None
 
-    async def publish(self, event: StreamEvent) -> None:
-        """Publish ``event`` after every chunk queued before it."""
-        await self.flush()
-        await self._redis.publish(self._channel, event.encode())
+    def emit(self, event: StreamEvent) -> None:
+        """Queue ``event`` behind everything queued before it; it is sent without waiting for the caller."""
+        self._queue(event)
 
     def chunk(self, frame: bytes) -> None:
         """Queue one SSE frame; it is sent without waiting for the caller."""
-        self._frames.append(frame)
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_frames())
+        self._queue(frame)
+
+    async def publish(self, event: StreamEvent) -> None:
+        """Queue ``event`` and return once it, and everything before it, has been published."""
+        self._queue(event)
+        await self.flush()
 
     async def flush(self) -> None:
-        if self._sender is not None:
+        while self._sender is not None and not self._sender.done():
             await self._sender
-        if self._frames:  # queued after the sender's last look
-            await self._send_frames()
-
-    async def _send_frames(self) -> None:
-        while self._frames:
-            frames, self._frames = self._frames, []
-            await self._redis.publish(self._channel, StreamEvent(EventKind.CHUNK, data=b"".join(frames)).encode())
+        if self._pending:  # queued after the sender's last look
+            await self._send_pending()
 
     def abandon(self) -> None:
         if self._sender is not None:
             self._sender.cancel()
+
+    def _queue(self, item: StreamEvent | bytes) -> None:
+        self._pending.append(item)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_pending())
+
+    async def _send_pending(self) -> None:
+        while self._pending:
+            items, self._pending = self._pending, []
+            messages = _messages(items)
+            if len(messages) == 1:
+                await self._redis.publish(self._channel, messages[0])
+                continue
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.publish(self._channel, message)
+                await pipe.execute()
+
+
+def _messages(items: list[StreamEvent | bytes]) -> list[bytes]:
+    messages: list[bytes] = []
+    frames: list[bytes] = []
+    for item in items:
+        if isinstance(item, bytes):
+            frames.append(item)
+            continue
+        if frames:
+            messages.append(StreamEvent(EventKind.CHUNK, data=b"".join(frames)).encode())
+            frames = []
+        messages.append(item.encode())
+    if frames:
+        messages.append(StreamEvent(EventKind.CHUNK, data=b"".join(frames)).encode())
+    return messages

@@ -32,7 +32,7 @@ async def run_inference_job(
         log.info("request %s skipped: the API stopped waiting for a worker", job.request_id)
         return
     events = EventPublisher(redis, job.channel)
-    await events.publish(StreamEvent(EventKind.STARTED, meta={"worker": worker_id, "kind": kind}))
+    events.emit(StreamEvent(EventKind.STARTED, meta={"worker": worker_id, "kind": kind}))  # not awaited: no stall
     try:
         outcome = await cancels.run(job.request_id, answer(events))
     except JobCancelled:

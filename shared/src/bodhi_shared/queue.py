@@ -1,14 +1,15 @@
 """The job queue: arq with msgpack jobs, and a wake-up channel so pickup costs milliseconds, not a poll.
 
 arq workers find jobs by polling a sorted set (every 0.5 s by default). Bodhi keeps arq's queue, locking and
-retry bookkeeping, but an enqueuer also publishes on ``RedisKeys.wake_channel(queue)``; idle workers are
-subscribed and poll at once. The timed poll stays as a safety net at ``BODHI_QUEUE_POLL_INTERVAL``.
+retry bookkeeping, but an enqueuer also publishes the job's id on ``RedisKeys.wake_channel(queue)``; idle workers
+are subscribed and try to start that job at once. The timed poll stays as a safety net at ``BODHI_QUEUE_POLL_INTERVAL``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from arq import ArqRedis, Worker, create_pool
@@ -52,7 +53,7 @@ async def enqueue_job(
     async with pool.pipeline(transaction=True) as pipe:
         pipe.psetex(job_key_prefix + job_id, int(expires_s * 1000), job)
         pipe.zadd(queue, {job_id: now_ms})
-        pipe.publish(wake_channel, b"1")
+        pipe.publish(wake_channel, job_id)
         await pipe.execute()
 
 
@@ -71,6 +72,7 @@ class WakeableWorker(Worker):
         super().__init__(*args, **kwargs)
         self._wake_channel = wake_channel
         self._wake = asyncio.Event()
+        self._announced: list[bytes] = []  # job ids from wake messages, not started yet
 
     async def main(self) -> None:
         # Same start-up as arq's Worker.main; the loop below replaces its fixed-interval poll().
@@ -88,10 +90,18 @@ class WakeableWorker(Worker):
         pubsub = self.pool.pubsub()
         await pubsub.subscribe(self._wake_channel)
         listener = asyncio.create_task(self._listen_for_wakes(pubsub))
+        last_poll = 0.0
         try:
             while True:
                 self._wake.clear()
-                await self._poll_iteration()
+                announced, self._announced = self._announced, []
+                if announced and self.allow_pick_jobs and self.job_counter < self.max_jobs:
+                    # Straight to the announced jobs: no ZRANGEBYSCORE round trip on the way to a client's first
+                    # token. arq's start_jobs still takes each one under its lock, so two workers never both run it.
+                    await self.start_jobs(announced)
+                if not announced or time.monotonic() - last_poll >= self.poll_delay_s:
+                    last_poll = time.monotonic()
+                    await self._poll_iteration()  # the queue itself, finished tasks, arq's health check
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
         finally:
@@ -103,6 +113,7 @@ class WakeableWorker(Worker):
     async def _listen_for_wakes(self, pubsub: Any) -> None:
         async for message in pubsub.listen():
             if message["type"] == "message":
+                self._announced.append(message["data"])
                 self._wake.set()
 
     def _release_sem_dec_counter_on_complete(self) -> None:
