@@ -20,6 +20,8 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
+import uvloop
+
 from bodhi_cli import accounts, keys
 from bodhi_cli.embedded import embedded_postgres, embedded_redis
 from bodhi_cli.supervisor import bodhi_command, run_children
@@ -100,7 +102,7 @@ def cmd_remote_worker(args: argparse.Namespace) -> int:
     from bodhi_remote_worker.settings import RemoteWorkerSettings
     from bodhi_remote_worker.worker import run_remote_worker
 
-    asyncio.run(run_remote_worker(RemoteWorkerSettings()))
+    uvloop.run(run_remote_worker(RemoteWorkerSettings()))
     return 0
 
 
@@ -118,7 +120,7 @@ def cmd_local_worker(args: argparse.Namespace) -> int:
 
     from bodhi_local_worker.worker import run_local_worker
 
-    asyncio.run(run_local_worker(settings))
+    uvloop.run(run_local_worker(settings))
     return 0
 
 

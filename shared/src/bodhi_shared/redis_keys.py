@@ -48,9 +48,9 @@ class RedisKeys:
         return f"{self.namespace}:cancel"
 
     @property
-    def auth_changed(self) -> str:
-        """Pub/sub channel telling every API replica that a token or a role changed (drop cached checks)."""
-        return f"{self.namespace}:auth-changed"
+    def api_control(self) -> str:
+        """Pub/sub channel telling every API replica to drop a cache: ``credentials`` or ``routes`` changed."""
+        return f"{self.namespace}:api-control"
 
     def workers(self, kind: str) -> str:
         """Sorted set of worker ids of one kind, scored by the time of their last heartbeat."""

@@ -111,7 +111,7 @@ async def run_inference(
     resources: Resources, principal: Principal, *, endpoint: Endpoint, raw_body: bytes, request_id: str
 ) -> Response:
     request, body = parse_inference_request(raw_body, endpoint=endpoint)
-    route = await resolve_model(resources.db, request.model)
+    route = await resolve_model(resources.db, request.model, cache=resources.route_cache)
     stream = request.stream and endpoint == Endpoint.CHAT_COMPLETIONS
     payload, relay_usage_chunk = upstream_body(body, route, stream=stream)
     channel = resources.keys.stream_channel(request_id)

@@ -7,6 +7,7 @@ lookup needs no precedence: the row says which it is.
 from __future__ import annotations
 
 import difflib
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,41 @@ class Route:
     request_params: dict[str, Any] = field(default_factory=dict)
 
 
-async def resolve_model(db: asyncpg.Pool, name: str) -> Route:
+class RouteCache:
+    """Resolved routes for ``TTL_S``; cleared on every replica whenever an API model or alias changes
+    (``Resources.routes_changed``), so the TTL only bounds the effect of a lost message."""
+
+    TTL_S = 2.0
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Route]] = {}
+
+    def get(self, name: str) -> Route | None:
+        entry = self._entries.get(name)
+        if entry is None or time.monotonic() >= entry[0]:
+            return None
+        return entry[1]
+
+    def put(self, name: str, route: Route) -> None:
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[name] = (time.monotonic() + self.TTL_S, route)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+async def resolve_model(db: asyncpg.Pool, name: str, *, cache: RouteCache | None = None) -> Route:
+    if cache is not None and (cached := cache.get(name)) is not None:
+        return cached
+    route = await _lookup(db, name)
+    if cache is not None:
+        cache.put(name, route)
+    return route
+
+
+async def _lookup(db: asyncpg.Pool, name: str) -> Route:
     row = await db.fetchrow(
         "SELECT s.upstream_model, a.id, a.base_url, a.sealed_key, l.alias, l.path, l.context_params,"
         " l.request_params FROM served_models s"

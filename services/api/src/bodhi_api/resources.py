@@ -15,6 +15,7 @@ from arq import ArqRedis
 from bodhi_api.auth.token_cache import TokenCache
 from bodhi_api.local_aliases.store import add_discovered_aliases, publish_catalogue
 from bodhi_api.metrics import Metrics
+from bodhi_api.model_routing import RouteCache
 from bodhi_api.settings import ApiSettings
 from bodhi_api.token_stream import StreamHub
 from bodhi_api.usage import UsageRecorder
@@ -24,6 +25,17 @@ from bodhi_shared.queue import create_queue_pool
 from bodhi_shared.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
+
+# What an ``api_control`` message says changed.
+CREDENTIALS = b"credentials"
+ROUTES = b"routes"
+
+
+def _clear_cache(topic: bytes, token_cache: TokenCache, route_cache: RouteCache) -> None:
+    if topic == CREDENTIALS:
+        token_cache.clear()
+    elif topic == ROUTES:
+        route_cache.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +48,18 @@ class Resources:
     usage: UsageRecorder
     metrics: Metrics
     token_cache: TokenCache
+    route_cache: RouteCache
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def credentials_changed(self) -> None:
         """A token or a user's role changed: every replica drops its cached token checks now."""
         self.token_cache.clear()
-        await self.redis.publish(self.keys.auth_changed, b"1")
+        await self.redis.publish(self.keys.api_control, CREDENTIALS)
+
+    async def routes_changed(self) -> None:
+        """An API model or a local alias changed: every replica drops its cached routes now."""
+        self.route_cache.clear()
+        await self.redis.publish(self.keys.api_control, ROUTES)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run bookkeeping off the request path (e.g. ``last_used_at``); failures are logged, not raised."""
@@ -68,11 +86,11 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
                 await migrate(conn)
         redis = await create_queue_pool(settings.require_redis_url())
         keys = settings.redis_keys
-        token_cache = TokenCache()
+        token_cache, route_cache = TokenCache(), RouteCache()
         hub = StreamHub(
             redis,
-            control_channel=keys.auth_changed,
-            on_control=token_cache.clear,
+            control_channel=keys.api_control,
+            on_control=lambda topic: _clear_cache(topic, token_cache, route_cache),
             buffer_limit=settings.stream_buffer_limit,
         )
         await hub.start()
@@ -89,6 +107,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             usage=usage,
             metrics=Metrics(),
             token_cache=token_cache,
+            route_cache=route_cache,
         )
         try:
             yield resources

@@ -65,7 +65,7 @@ class StreamHub:
     """Owns the process's pub/sub connection and routes each message to its request's subscription."""
 
     def __init__(
-        self, redis: Redis, *, control_channel: str, on_control: Callable[[], None], buffer_limit: int
+        self, redis: Redis, *, control_channel: str, on_control: Callable[[bytes], None], buffer_limit: int
     ) -> None:
         self._redis = redis
         self._control_channel = control_channel.encode()
@@ -101,7 +101,7 @@ class StreamHub:
             if subscription is not None:
                 subscription.push(message["data"])
             elif channel == self._control_channel:
-                self._on_control()
+                self._on_control(message["data"])
         elif kind == "subscribe":
             confirmation = self._confirmations.pop(channel, None)
             if confirmation is not None and not confirmation.done():

@@ -1,7 +1,7 @@
 """A short-lived cache of verified API tokens, so the hot path skips a database read per request.
 
 A change of a token or of a user's role clears the cache on every replica at once
-(``Resources.credentials_changed`` publishes on ``RedisKeys.auth_changed``); entries also expire after ``TTL_S``,
+(``Resources.credentials_changed`` publishes on ``RedisKeys.api_control``); entries also expire after ``TTL_S``,
 so even a lost message delays nothing by more than half a second. Failures are never cached, so a new token
 works at once.
 """

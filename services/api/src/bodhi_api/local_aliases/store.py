@@ -66,8 +66,11 @@ async def delete_alias(db: asyncpg.Pool, alias: str) -> bool:
     return result.endswith(" 1")
 
 
-async def add_discovered_aliases(db: asyncpg.Pool) -> None:
-    """Automatic ``{owner}/{repo}:{QUANT}`` aliases for the HuggingFace cache; names already served are skipped."""
+async def add_discovered_aliases(db: asyncpg.Pool) -> int:
+    """Automatic ``{owner}/{repo}:{QUANT}`` aliases for the HuggingFace cache; names already served are skipped.
+
+    Returns how many were added."""
+    added = 0
     for found in discover_hf_models():
         async with db.acquire() as conn, conn.transaction():
             await lock_served_ids(conn)
@@ -82,6 +85,8 @@ async def add_discovered_aliases(db: asyncpg.Pool) -> None:
             )
             await conn.execute("INSERT INTO served_models (model_id, alias) VALUES ($1, $1)", found.alias)
             log.info("discovered %s at %s", found.alias, found.path)
+            added += 1
+    return added
 
 
 def catalogue_entry(row: asyncpg.Record) -> str:

@@ -82,6 +82,7 @@ async def api_models_create(body: ApiModelCreate, principal: PowerUser, resource
         key_hint=hint,
         created_by=principal.user.id,
     )
+    await resources.routes_changed()
     return public_api_model(row)
 
 
@@ -102,6 +103,7 @@ async def api_models_update(
     row = await update_api_model(resources.db, api_model_id=row_id, fields=fields, sealed_key=sealed, key_hint=hint)
     if row is None:
         raise NotFound(f"No API model with id `{api_model_id}`.")
+    await resources.routes_changed()
     return public_api_model(row)
 
 
@@ -109,6 +111,7 @@ async def api_models_update(
 async def api_models_delete(api_model_id: str, principal: PowerUser, resources: ResourcesDep) -> Response:
     if not await delete_api_model(resources.db, _id(api_model_id)):
         raise NotFound(f"No API model with id `{api_model_id}`.")
+    await resources.routes_changed()
     return Response(status_code=204)
 
 

@@ -31,7 +31,8 @@ def models_dir(resources: Resources) -> Any:
 
 @router.get(BASE)
 async def aliases_list(principal: AnyUser, resources: ResourcesDep) -> dict[str, list[dict[str, Any]]]:
-    await add_discovered_aliases(resources.db)
+    if await add_discovered_aliases(resources.db):
+        await aliases_changed(resources)
     return {"data": [public_alias(r) for r in await list_aliases(resources.db)]}
 
 
@@ -39,7 +40,7 @@ async def aliases_list(principal: AnyUser, resources: ResourcesDep) -> dict[str,
 async def aliases_create(body: LocalAliasBody, principal: PowerUser, resources: ResourcesDep) -> dict[str, Any]:
     fields = validate_alias(body, models_dir=models_dir(resources))
     await save_alias(resources.db, fields, create=True)
-    await publish_catalogue(resources.db, resources.redis, resources.keys)
+    await aliases_changed(resources)
     return public_alias(await _existing(resources, fields.alias))
 
 
@@ -57,7 +58,7 @@ async def aliases_update(
     await _existing(resources, alias)
     fields = validate_alias(body, alias=alias, models_dir=models_dir(resources))
     await save_alias(resources.db, fields, create=False)
-    await publish_catalogue(resources.db, resources.redis, resources.keys)
+    await aliases_changed(resources)
     return public_alias(await _existing(resources, alias))
 
 
@@ -65,8 +66,13 @@ async def aliases_update(
 async def aliases_delete(alias: str, principal: PowerUser, resources: ResourcesDep) -> Response:
     if not await delete_alias(resources.db, alias):
         raise NotFound(f"No local alias `{alias}`.")
-    await publish_catalogue(resources.db, resources.redis, resources.keys)
+    await aliases_changed(resources)
     return Response(status_code=204)
+
+
+async def aliases_changed(resources: Resources) -> None:
+    await publish_catalogue(resources.db, resources.redis, resources.keys)
+    await resources.routes_changed()
 
 
 async def _existing(resources: Resources, alias: str) -> Any:
