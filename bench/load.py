@@ -297,6 +297,20 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
         "way_in_p50_ms": percentile(way_in, 50) * 1000,
         "way_back_p50_ms": percentile(way_back, 50) * 1000,
         "client_cpu_pct": 100 * cpu / wall if wall > 0 else math.nan,
+        "client_cpu_s": cpu,
+        "client_wall_s": wall,
+        **(
+            {
+                "raw_ms": {
+                    "ttft": [x * 1000 for x in ttft],
+                    "total": [x * 1000 for x in total],
+                    "way_in": [x * 1000 for x in way_in],
+                    "way_back": [x * 1000 for x in way_back],
+                }
+            }
+            if args.raw
+            else {}
+        ),
     }
 
 
@@ -353,6 +367,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunks", type=int, default=16, help="content chunks per response (max_tokens)")
     parser.add_argument("--timeout", type=float, default=30, help="seconds one response may take")
     parser.add_argument("--budget", type=float, default=120, help="seconds a phase may take in all")
+    parser.add_argument("--raw", action="store_true", help="also print every request's timings (ms)")
     parser.add_argument("--long", type=int, default=0, help="instead: one stream of this many chunks")
     parser.add_argument("--repeat", type=int, default=3, help="with --long: how many long streams")
     args = parser.parse_args(argv)

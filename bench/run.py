@@ -59,17 +59,18 @@ MIN_CHUNKS_PER_S = 20_000
 
 @dataclass(frozen=True)
 class Plan:
-    """Requests per cell (timed, warm-up) by concurrency, and long streams per target."""
+    """Timed requests per cell (split over ``rounds``) and warm-up requests, by concurrency; long streams."""
 
     requests: dict[int, int]
     warmup: dict[int, int]
+    rounds: int
     long_repeat: int
 
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:
-            return cls(requests={1: 50, 16: 200, 64: 200}, warmup={1: 10, 16: 32, 64: 64}, long_repeat=1)
-        return cls(requests={1: 200, 16: 1000, 64: 1000}, warmup={1: 20, 16: 100, 64: 128}, long_repeat=3)
+            return cls(requests={1: 50, 16: 200, 64: 200}, warmup={1: 10, 16: 32, 64: 64}, rounds=2, long_repeat=1)
+        return cls(requests={1: 300, 16: 1200, 64: 1200}, warmup={1: 20, 16: 100, 64: 128}, rounds=3, long_repeat=3)
 
 
 @dataclass
@@ -378,10 +379,11 @@ def run_cell(
         before, cpu_before = upstream_stats(targets["direct"]), cpu_seconds(target.pids)
         cell = run_load(target, args, timeout=timeout)
         after, cpu_after = upstream_stats(targets["direct"]), cpu_seconds(target.pids)
-        served = after["requests"] - before["requests"] - 1  # not the stats request itself
-        cell["cpu_ms_per_req"] = 1000 * (cpu_after - cpu_before) / served if served > 0 else math.nan
-        conns = after["connections"] - before["connections"] - 1
-        cell["upstream_conns_per_req"] = conns / served if served > 0 else math.nan
+        cell["served"] = served = after["requests"] - before["requests"] - 1  # not the stats request itself
+        cell["target_cpu_s"] = cpu_after - cpu_before
+        cell["upstream_conns"] = after["connections"] - before["connections"] - 1
+        cell["cpu_ms_per_req"] = 1000 * cell["target_cpu_s"] / served if served > 0 else math.nan
+        cell["upstream_conns_per_req"] = cell["upstream_conns"] / served if served > 0 else math.nan
         if cell["errors"]:
             log(f"{label} {name}: {cell['errors']} failed requests, e.g. {cell['error_samples'][:2]}")
         dead = dead_children(target)
@@ -402,30 +404,65 @@ def run_cell(
 
 
 def measure(targets: dict[str, Target], plan: Plan, notes: list[str]) -> dict[tuple[int, str], dict[str, Any]]:
-    """Every concurrency level for every target; the targets take turns within a level, order rotating."""
+    """Every concurrency level for every target, in rounds: within a level the targets take turns, round after
+    round, the order rotating, so that noise on the machine is spread over all three alike."""
     cells: dict[tuple[int, str], dict[str, Any]] = {}
-    for level, concurrency in enumerate(CONCURRENCY):
-        order = TARGETS[level % 3 :] + TARGETS[: level % 3]
-        for name in order:
-            args = [
-                "--concurrency",
-                str(concurrency),
-                "--requests",
-                str(plan.requests[concurrency]),
-                "--warmup",
-                str(plan.warmup[concurrency]),
-                "--budget",
-                "150",
-            ]
-            label = f"c={concurrency}"
-            log(f"{label:<5} {name:<8} {plan.requests[concurrency]} requests")
-            cell = run_cell(targets, name, args, label=label, notes=notes, timeout=400)
-            log(
-                f"{label:<5} {name:<8} ttft p50 {cell['ttft_p50_ms']:.2f} ms, {cell['rps']:.0f} req/s, "
-                f"{cell['errors']} errors"
-            )
-            cells[concurrency, name] = cell
+    for concurrency in CONCURRENCY:
+        parts: dict[str, list[dict[str, Any]]] = {name: [] for name in TARGETS}
+        per_round = max(1, plan.requests[concurrency] // plan.rounds)
+        for round_no in range(plan.rounds):
+            shift = (round_no + concurrency) % len(TARGETS)
+            for name in TARGETS[shift:] + TARGETS[:shift]:
+                warmup = plan.warmup[concurrency] if round_no == 0 else concurrency
+                args = ["--concurrency", str(concurrency), "--requests", str(per_round), "--warmup", str(warmup)]
+                label = f"c={concurrency} round {round_no + 1}/{plan.rounds}"
+                part = run_cell(
+                    targets, name, [*args, "--budget", "150", "--raw"], label=label, notes=notes, timeout=400
+                )
+                log(
+                    f"{label:<16} {name:<8} ttft p50 {part['ttft_p50_ms']:.2f} ms, {part['rps']:.0f} req/s, "
+                    f"{part['errors']} errors"
+                )
+                parts[name].append(part)
+        for name in TARGETS:
+            cells[concurrency, name] = merge(parts[name])
     return cells
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell from its rounds: all requests' timings pooled; rates over the rounds' summed times."""
+
+    def total(key: str) -> float:
+        return float(sum(part[key] for part in parts))
+
+    def pooled(key: str) -> list[float]:
+        return [x for part in parts for x in part["raw_ms"][key]]
+
+    served = total("served")
+    return {
+        "requests": int(total("requests")),
+        "errors": int(total("errors")),
+        "error_samples": [e for part in parts for e in part["error_samples"]][:3],
+        "rps": ratio_of(total("requests"), total("elapsed_s")),
+        "ttft_p50_ms": percentile(pooled("ttft"), 50),
+        "ttft_p99_ms": percentile(pooled("ttft"), 99),
+        "total_p50_ms": percentile(pooled("total"), 50),
+        "total_p99_ms": percentile(pooled("total"), 99),
+        "way_in_p50_ms": percentile(pooled("way_in"), 50),
+        "way_back_p50_ms": percentile(pooled("way_back"), 50),
+        "client_cpu_pct": 100 * ratio_of(total("client_cpu_s"), total("client_wall_s")),
+        "cpu_ms_per_req": 1000 * ratio_of(total("target_cpu_s"), served),
+        "upstream_conns_per_req": ratio_of(total("upstream_conns"), served),
+        "rps_by_round": [part["rps"] for part in parts],
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile, as bench/load.py computes it; ``q`` in (0, 100]."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def measure_long(targets: dict[str, Target], plan: Plan, notes: list[str]) -> dict[str, dict[str, Any]]:
@@ -448,8 +485,8 @@ def fmt(value: float, digits: int = 2) -> str:
 def results_table(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
     rows = [
         "| concurrency | target | TTFT p50 (ms) | TTFT p99 (ms) | total p50 (ms) | total p99 (ms) | requests/s "
-        "| requests | errors | client CPU % |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| requests/s by round | requests | errors | client CPU % |",
+        "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for concurrency in CONCURRENCY:
         for name in TARGETS:
@@ -457,6 +494,7 @@ def results_table(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
             rows.append(
                 f"| {concurrency} | {name} | {fmt(c['ttft_p50_ms'])} | {fmt(c['ttft_p99_ms'])} "
                 f"| {fmt(c['total_p50_ms'])} | {fmt(c['total_p99_ms'])} | {fmt(c['rps'], 0)} "
+                f"| {', '.join(fmt(r, 0) for r in c['rps_by_round'])} "
                 f"| {c['requests']} | {c['errors']} | {fmt(c['client_cpu_pct'], 0)} |"
             )
     return "\n".join(rows)
@@ -577,7 +615,7 @@ def report(
     load_before: str,
     notes: list[str],
 ) -> str:
-    requests = ", ".join(f"{plan.requests[c]} at c={c}" for c in CONCURRENCY)
+    requests = ", ".join(f"{plan.requests[c] // plan.rounds * plan.rounds} at c={c}" for c in CONCURRENCY)
     return "\n".join(
         [
             "# Benchmark results",
@@ -589,7 +627,8 @@ def report(
             f"- LiteLLM {litellm_version} (`litellm[proxy]`, one worker, master key, no database)",
             "- Gateway: `bodhi api` + `bodhi remote-worker`, Postgres and Redis on loopback, `BODHI_LOG_LEVEL=WARNING`",
             "- Upstream: bench/fake_upstream.py, 16 chunks per response; load: bench/load.py, streaming requests, "
-            f"{requests} (after a warm-up), the three targets in turn at each level",
+            f"{requests}, in {plan.rounds} rounds per level (the three targets take turns within each round, the "
+            "order rotating; a warm-up before each), timings pooled over the rounds",
             "",
             "TTFT: until the first SSE event with content has arrived; total: until the whole response has. "
             "Client CPU % is the load generator's own (one process; 100% would mean it limited the numbers).",
