@@ -75,7 +75,7 @@ class LocalApi:
     ) -> AsyncIterator[Events]:
         """Subscribe to a new request's channel, enqueue its job on the alias's queue, yield its events."""
         request_id = request_id or uuid.uuid4().hex
-        channel = self.keys.stream_channel(request_id)
+        channel = self.keys.replica_channel(request_id)
         pubsub = self.redis.pubsub()
         await pubsub.subscribe(channel)
         confirmation = await pubsub.get_message(timeout=5)  # as the API does: enqueue only once subscribed

@@ -1,8 +1,8 @@
 """The contract between the API and the workers: the jobs it enqueues and the events they publish back.
 
 Both travel as msgpack (never pickle). A job is an arq job whose single argument is ``InferenceJob.to_wire()``
-(or ``ProviderCheckJob.to_wire()``); events are published on ``RedisKeys.stream_channel(request_id)`` in the
-order a worker produces them:
+(or ``ProviderCheckJob.to_wire()``); events are published on the job's ``channel`` (the API replica's own,
+``RedisKeys.replica_channel``) in the order a worker produces them, each stamped with its request id:
 
     STARTED -> (CHUNK ...)* -> DONE          a streamed completion; a CHUNK holds one or more SSE frames
     STARTED -> RESPONSE                      a non-streamed answer (the provider's whole body), or the JSON
@@ -132,14 +132,15 @@ class StreamEvent:
     status: int = 200
     data: bytes = b""
     meta: dict[str, Any] | None = None
+    request_id: str = ""  # which request it belongs to: one API replica's channel carries many requests
 
     def encode(self) -> bytes:
-        return pack((int(self.kind), self.status, self.data, self.meta))
+        return pack((int(self.kind), self.status, self.data, self.meta, self.request_id))
 
     @classmethod
     def decode(cls, raw: bytes) -> StreamEvent:
-        kind, status, data, meta = unpack(raw)
-        return cls(EventKind(kind), status, data, meta)
+        kind, status, data, meta, request_id = unpack(raw)
+        return cls(EventKind(kind), status, data, meta, request_id)
 
     @property
     def usage(self) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ fewer, larger messages instead of an ever longer backlog, and the job never stal
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from redis.asyncio import Redis
 
@@ -15,9 +16,10 @@ from bodhi_shared.contract import EventKind, StreamEvent
 
 
 class EventPublisher:
-    def __init__(self, redis: Redis, channel: str) -> None:
+    def __init__(self, redis: Redis, channel: str, *, request_id: str) -> None:
         self._redis = redis
         self._channel = channel
+        self._request_id = request_id
         self._pending: list[StreamEvent | bytes] = []  # events, or SSE frames to merge into CHUNK events
         self._sender: asyncio.Task[None] | None = None
 
@@ -52,7 +54,7 @@ class EventPublisher:
     async def _send_pending(self) -> None:
         while self._pending:
             items, self._pending = self._pending, []
-            messages = _messages(items)
+            messages = _messages(items, self._request_id)
             if len(messages) == 1:
                 await self._redis.publish(self._channel, messages[0])
                 continue
@@ -62,7 +64,7 @@ class EventPublisher:
                 await pipe.execute()
 
 
-def _messages(items: list[StreamEvent | bytes]) -> list[bytes]:
+def _messages(items: list[StreamEvent | bytes], request_id: str) -> list[bytes]:
     messages: list[bytes] = []
     frames: list[bytes] = []
     for item in items:
@@ -70,9 +72,9 @@ def _messages(items: list[StreamEvent | bytes]) -> list[bytes]:
             frames.append(item)
             continue
         if frames:
-            messages.append(StreamEvent(EventKind.CHUNK, data=b"".join(frames)).encode())
+            messages.append(StreamEvent(EventKind.CHUNK, data=b"".join(frames), request_id=request_id).encode())
             frames = []
-        messages.append(item.encode())
+        messages.append(replace(item, request_id=request_id).encode())
     if frames:
-        messages.append(StreamEvent(EventKind.CHUNK, data=b"".join(frames)).encode())
+        messages.append(StreamEvent(EventKind.CHUNK, data=b"".join(frames), request_id=request_id).encode())
     return messages

@@ -31,7 +31,7 @@ async def run_inference_job(
     if time.time() > job.pickup_deadline:
         log.info("request %s skipped: the API stopped waiting for a worker", job.request_id)
         return
-    events = EventPublisher(redis, job.channel)
+    events = EventPublisher(redis, job.channel, request_id=job.request_id)
     events.emit(StreamEvent(EventKind.STARTED, meta={"worker": worker_id, "kind": kind}))  # not awaited: no stall
     try:
         outcome = await cancels.run(job.request_id, answer(events))

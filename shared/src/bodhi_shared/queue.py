@@ -57,6 +57,67 @@ async def enqueue_job(
         await pipe.execute()
 
 
+# Checks capacity and enqueues in one round trip, atomically. Returns {0, depth} when queued, {1, depth} when the
+# queue is over its limit, {2, 0} when no worker of the queue has sent a heartbeat within the TTL.
+_ENQUEUE_IF_CAPACITY = """
+local depth = redis.call('ZCARD', KEYS[1])
+if depth >= tonumber(ARGV[1]) then return {1, depth} end
+if redis.call('ZCOUNT', KEYS[2], ARGV[2], '+inf') == 0 then return {2, 0} end
+redis.call('PSETEX', KEYS[3], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[5], ARGV[6])
+redis.call('PUBLISH', ARGV[7], ARGV[6])
+return {0, depth}
+"""
+
+
+class QueueFull(Exception):
+    def __init__(self, depth: int) -> None:
+        super().__init__(f"{depth} jobs waiting")
+        self.depth = depth
+
+
+class NoLiveWorker(Exception):
+    pass
+
+
+async def enqueue_if_capacity(
+    pool: ArqRedis,
+    *,
+    queue: str,
+    wake_channel: str,
+    live_workers: str,
+    heartbeat_ttl: float,
+    depth_limit: int,
+    function: str,
+    payload: dict[str, Any],
+    job_id: str,
+    expires_s: float,
+) -> None:
+    """Like ``enqueue_job``, but only if a worker of ``queue`` is alive and the queue is under ``depth_limit``.
+
+    Raises ``QueueFull`` or ``NoLiveWorker`` otherwise. One round trip, where checking first would take two.
+    """
+    now_ms = timestamp_ms()
+    job = serialize_job(function, (payload,), {}, None, now_ms, serializer=pack)
+    keys_and_args: list[Any] = [
+        queue,
+        live_workers,
+        job_key_prefix + job_id,
+        depth_limit,
+        time.time() - heartbeat_ttl,
+        int(expires_s * 1000),
+        job,
+        now_ms,
+        job_id,
+        wake_channel,
+    ]
+    status, depth = await pool.eval(_ENQUEUE_IF_CAPACITY, 3, *keys_and_args)  # type: ignore[misc]  # sync|async union
+    if status == 1:
+        raise QueueFull(int(depth))
+    if status == 2:
+        raise NoLiveWorker
+
+
 async def withdraw_job(pool: ArqRedis, *, queue: str, job_id: str) -> bool:
     """Take a job off the queue if no worker has started it; True when it was still waiting."""
     removed: int = await pool.zrem(queue, job_id)

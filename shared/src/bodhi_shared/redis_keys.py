@@ -38,9 +38,9 @@ class RedisKeys:
         """Pub/sub channel an enqueuer publishes to so idle workers poll ``queue`` at once."""
         return f"{queue}:wake"
 
-    def stream_channel(self, request_id: str) -> str:
-        """Pub/sub channel on which a worker publishes the events of one request."""
-        return f"{self.namespace}:stream:{request_id}"
+    def replica_channel(self, replica_id: str) -> str:
+        """Pub/sub channel of one API replica: workers publish there the events of the requests it sent."""
+        return f"{self.namespace}:replica:{replica_id}"
 
     @property
     def cancel_channel(self) -> str:

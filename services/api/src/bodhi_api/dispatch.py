@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +11,7 @@ from bodhi_api.resources import Resources
 from bodhi_api.token_stream import EventReader, Subscription, publish_cancel
 from bodhi_shared.contract import StreamEvent
 from bodhi_shared.errors import ServiceUnavailable
-from bodhi_shared.queue import enqueue_job, withdraw_job
+from bodhi_shared.queue import NoLiveWorker, QueueFull, enqueue_if_capacity, withdraw_job
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND, RedisKeys
 
 PICKUP_CHECK_S = 1.0
@@ -50,41 +49,49 @@ async def dispatch(
     function: str,
     payload: dict[str, Any],
     request_id: str,
-    channel: str,
     subject: str,
 ) -> tuple[EventReader, StreamEvent]:
-    """Subscribe, enqueue, wait for a worker's STARTED and the first content event.
+    """Enqueue (if a worker is alive and the queue has room), wait for a worker's STARTED and the first content
+    event.
 
+    The job's ``channel`` in ``payload`` must be this replica's (``hub.channel``), where its events arrive.
     ``subject`` names what was asked for (``model `x```) in the 503 a client gets when no worker can take it.
-    Returns the reader of the remaining events and the first content event; the caller owns the subscription.
+    Returns the reader of the remaining events and the first content event; the caller closes the subscription.
     """
     settings, keys, redis = resources.settings, resources.keys, resources.redis
     queue = target.queue
-    # The capacity check and the subscription are independent round trips: overlap them.
-    capacity = asyncio.ensure_future(_check_capacity(resources, target=target, subject=subject))
-    try:
-        subscription = await resources.hub.subscribe(channel)
-    except BaseException:
-        capacity.cancel()
-        raise
+    subscription = resources.hub.open(request_id)  # before the job exists: no event can be missed
     reader = EventReader(resources, subscription)
     try:
-        await capacity
-        await enqueue_job(
-            redis,
-            queue=queue,
-            wake_channel=keys.wake_channel(queue),
-            function=function,
-            payload=payload,
-            job_id=request_id,
-            expires_s=settings.pickup_timeout + 60,
-        )
+        try:
+            await enqueue_if_capacity(
+                redis,
+                queue=queue,
+                wake_channel=keys.wake_channel(queue),
+                live_workers=target.live_workers,
+                heartbeat_ttl=settings.heartbeat_ttl,
+                depth_limit=settings.queue_depth_limit,
+                function=function,
+                payload=payload,
+                job_id=request_id,
+                expires_s=settings.pickup_timeout + 60,
+            )
+        except QueueFull as full:
+            raise TooManyRequests(
+                f"{full.depth} requests are waiting for a worker, over the limit of {settings.queue_depth_limit}. "
+                "Retry shortly.",
+                retry_after_s=1,
+            ) from None
+        except NoLiveWorker:
+            raise NoWorkerAvailable(
+                f"No worker is running to serve {subject}. Start {target.start_hint}, then retry."
+            ) from None
         started = await _wait_for_pickup(
             resources, target=target, subscription=subscription, request_id=request_id, subject=subject
         )
         return reader, await reader.first_content(started)
     except BaseException:
-        resources.spawn(resources.hub.unsubscribe(subscription))
+        resources.hub.close(subscription)
         # Harmless when the worker already finished (or never started): cancelling an unknown job does nothing.
         resources.spawn(publish_cancel(redis, keys.cancel_channel, request_id))
         raise
@@ -117,20 +124,3 @@ async def _wait_for_pickup(
             )
         if time.monotonic() >= deadline + settings.pickup_timeout:  # taken at the last moment, yet never started
             raise NoWorkerAvailable(f"The worker that took the request for {subject} never started it; retry.")
-
-
-async def _check_capacity(resources: Resources, *, target: QueueTarget, subject: str) -> None:
-    """503 at once when no worker is alive; 429 when the queue is over its depth limit."""
-    settings = resources.settings
-    async with resources.redis.pipeline(transaction=False) as pipe:  # one round trip for both checks
-        pipe.zcard(target.queue)
-        pipe.zcount(target.live_workers, time.time() - settings.heartbeat_ttl, "+inf")
-        depth, live = await pipe.execute()
-    if depth >= settings.queue_depth_limit:
-        raise TooManyRequests(
-            f"{depth} requests are waiting for a worker, over the limit of {settings.queue_depth_limit}. "
-            "Retry shortly.",
-            retry_after_s=1,
-        )
-    if not live:
-        raise NoWorkerAvailable(f"No worker is running to serve {subject}. Start {target.start_hint}, then retry.")

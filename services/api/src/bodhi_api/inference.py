@@ -114,7 +114,7 @@ async def run_inference(
     route = await resolve_model(resources.db, request.model, cache=resources.route_cache)
     stream = request.stream and endpoint == Endpoint.CHAT_COMPLETIONS
     payload, relay_usage_chunk = upstream_body(body, route, stream=stream)
-    channel = resources.keys.stream_channel(request_id)
+    channel = resources.hub.channel
     job = InferenceJob(
         request_id=request_id,
         channel=channel,
@@ -139,7 +139,6 @@ async def run_inference(
             function=INFERENCE_FUNCTION,
             payload=job.to_wire(),
             request_id=request_id,
-            channel=channel,
             subject=f"model `{request.model}`",
         )
     except BodhiError as exc:

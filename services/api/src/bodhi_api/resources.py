@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
         token_cache, route_cache = TokenCache(), RouteCache()
         hub = StreamHub(
             redis,
+            replica_channel=keys.replica_channel(uuid.uuid4().hex),
             control_channel=keys.api_control,
             on_control=lambda topic: _clear_cache(topic, token_cache, route_cache),
             buffer_limit=settings.stream_buffer_limit,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_TIMEOUT = 5.0
-_OVERFLOW = b""  # never a valid encoded event
+_OVERFLOW = StreamEvent(EventKind.ERROR, data=b"overflow")  # a marker, never published
 
 
 class ClientTooSlow(BodhiError):
@@ -39,48 +39,68 @@ class ClientTooSlow(BodhiError):
 class Subscription:
     """The events of one request, buffered up to a limit (a slow client must not grow memory unbounded)."""
 
-    def __init__(self, channel: bytes, *, limit: int) -> None:
-        self.channel = channel
+    def __init__(self, request_id: str, *, limit: int) -> None:
+        self.request_id = request_id
         self._limit = limit
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
         self._overflowed = False
 
-    def push(self, raw: bytes) -> None:
+    def push(self, event: StreamEvent) -> None:
         if self._overflowed:
             return
         if self._queue.qsize() >= self._limit:
             self._overflowed = True
-            raw = _OVERFLOW
-        self._queue.put_nowait(raw)
+            event = _OVERFLOW
+        self._queue.put_nowait(event)
 
     async def next_event(self, wait_s: float) -> StreamEvent:
         """The next event; ``TimeoutError`` after ``wait_s`` seconds of silence."""
-        raw = await asyncio.wait_for(self._queue.get(), wait_s)
-        if raw == _OVERFLOW:
+        event = await asyncio.wait_for(self._queue.get(), wait_s)
+        if event is _OVERFLOW:
             raise ClientTooSlow(f"The client read too slowly: more than {self._limit} events were waiting.")
-        return StreamEvent.decode(raw)
+        return event
 
 
 class StreamHub:
-    """Owns the process's pub/sub connection and routes each message to its request's subscription."""
+    """Owns the process's pub/sub connection and hands each event to its request's subscription.
+
+    The replica listens on one channel of its own, subscribed (and confirmed by Redis) at start; every job it
+    enqueues names that channel, so events can never be published before anyone listens, and a request costs
+    no SUBSCRIBE/UNSUBSCRIBE round trips. Events carry their request id, by which they are routed.
+    """
 
     def __init__(
-        self, redis: Redis, *, control_channel: str, on_control: Callable[[bytes], None], buffer_limit: int
+        self,
+        redis: Redis,
+        *,
+        replica_channel: str,
+        control_channel: str,
+        on_control: Callable[[bytes], None],
+        buffer_limit: int,
     ) -> None:
         self._redis = redis
+        self.channel = replica_channel
+        self._replica_channel = replica_channel.encode()
         self._control_channel = control_channel.encode()
         self._on_control = on_control
         self._buffer_limit = buffer_limit
-        self._subscriptions: dict[bytes, Subscription] = {}
-        self._confirmations: dict[bytes, asyncio.Future[None]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._pubsub = self._redis.pubsub()
-        # Always subscribed (which also keeps listen() reading when no request is in flight).
-        await self._pubsub.subscribe(self._control_channel.decode())
+        await self._pubsub.subscribe(self._replica_channel.decode(), self._control_channel.decode())
+        await self._confirmed(self._pubsub, expected=2)  # from here on, nothing published to us is lost
         self._listener = asyncio.create_task(self._listen(self._pubsub))
+
+    @staticmethod
+    async def _confirmed(pubsub: PubSub, *, expected: int) -> None:
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+            while expected:
+                message = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT)
+                if message is not None and message["type"] == "subscribe":
+                    expected -= 1
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -95,39 +115,24 @@ class StreamHub:
             self._dispatch(message)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        kind, channel = message["type"], message["channel"]
-        if kind == "message":
-            subscription = self._subscriptions.get(channel)
+        if message["type"] != "message":
+            return
+        if message["channel"] == self._replica_channel:
+            event = StreamEvent.decode(message["data"])
+            subscription = self._subscriptions.get(event.request_id)
             if subscription is not None:
-                subscription.push(message["data"])
-            elif channel == self._control_channel:
-                self._on_control(message["data"])
-        elif kind == "subscribe":
-            confirmation = self._confirmations.pop(channel, None)
-            if confirmation is not None and not confirmation.done():
-                confirmation.set_result(None)
+                subscription.push(event)
+        elif message["channel"] == self._control_channel:
+            self._on_control(message["data"])
 
-    async def subscribe(self, channel: str) -> Subscription:
-        """Subscribe and return once Redis has confirmed, so every later publish reaches us."""
-        assert self._pubsub is not None, "StreamHub.start() was not called"
-        key = channel.encode()
-        subscription = Subscription(key, limit=self._buffer_limit)
-        confirmation = asyncio.get_running_loop().create_future()
-        self._subscriptions[key] = subscription
-        self._confirmations[key] = confirmation
-        try:
-            await self._pubsub.subscribe(channel)
-            await asyncio.wait_for(confirmation, SUBSCRIBE_TIMEOUT)
-        except BaseException:
-            await self.unsubscribe(subscription)
-            raise
+    def open(self, request_id: str) -> Subscription:
+        """Start collecting the events of ``request_id`` (before its job is enqueued)."""
+        subscription = Subscription(request_id, limit=self._buffer_limit)
+        self._subscriptions[request_id] = subscription
         return subscription
 
-    async def unsubscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.pop(subscription.channel, None)
-        self._confirmations.pop(subscription.channel, None)
-        if self._pubsub is not None:
-            await self._pubsub.unsubscribe(subscription.channel.decode())
+    def close(self, subscription: Subscription) -> None:
+        self._subscriptions.pop(subscription.request_id, None)
 
 
 def sse_data(payload: bytes) -> bytes:
@@ -248,8 +253,7 @@ class Relay:
             return
         self._closed = True
         hub, keys = self._resources.hub, self._resources.keys
-        # Spawned, not awaited: this runs while the response task is being cancelled.
-        self._resources.spawn(hub.unsubscribe(self._reader.subscription))
+        hub.close(self._reader.subscription)
         if not outcome.worker_finished:
             self._resources.spawn(publish_cancel(self._resources.redis, keys.cancel_channel, self._request_id))
         self._on_finish(outcome)

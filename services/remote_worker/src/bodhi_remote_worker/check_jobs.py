@@ -31,15 +31,15 @@ async def fetch_models(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     job = ProviderCheckJob.from_wire(payload)
     if time.time() > job.pickup_deadline:
         return
-    await worker.publish_started(job.channel)
+    await worker.publish_started(job)
     try:
         provider = worker.provider(job.upstream)
         models = await list_models(worker.http, base_url=provider.base_url, api_key=provider.api_key)
     except BodhiError as exc:
         log.info("fetch models %s failed: %s", job.request_id, exc.message)
-        await worker.publish(job.channel, _failed(exc))
+        await worker.publish(job, _failed(exc))
         return
-    await worker.publish(job.channel, _answer({"models": models}))
+    await worker.publish(job, _answer({"models": models}))
 
 
 async def check_connection(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -48,7 +48,7 @@ async def check_connection(ctx: dict[str, Any], payload: dict[str, Any]) -> None
     job = ProviderCheckJob.from_wire(payload)
     if time.time() > job.pickup_deadline:
         return
-    await worker.publish_started(job.channel)
+    await worker.publish_started(job)
     try:
         provider = worker.provider(job.upstream)
         reply = await test_connection(
@@ -56,9 +56,9 @@ async def check_connection(ctx: dict[str, Any], payload: dict[str, Any]) -> None
         )
     except ProviderCheckFailed as exc:
         log.info("test connection %s failed: %s", job.request_id, exc.code)
-        await worker.publish(job.channel, _answer({"success": False, "error": exc.message, "error_code": exc.code}))
+        await worker.publish(job, _answer({"success": False, "error": exc.message, "error_code": exc.code}))
         return
     except BodhiError as exc:
-        await worker.publish(job.channel, _failed(exc))
+        await worker.publish(job, _failed(exc))
         return
-    await worker.publish(job.channel, _answer({"success": True, "response": reply}))
+    await worker.publish(job, _answer({"success": True, "response": reply}))

@@ -1,6 +1,6 @@
 """The typed context every remote-worker job receives (arq hands jobs a dict; this is what it holds)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from bodhi_remote_worker.settings import RemoteWorkerSettings
 from bodhi_remote_worker.upstream import Provider
 from bodhi_shared.cancellation import CancelRegistry
-from bodhi_shared.contract import EventKind, StreamEvent, Upstream
+from bodhi_shared.contract import EventKind, ProviderCheckJob, StreamEvent, Upstream
 from bodhi_shared.worker_keys import WorkerKeyring
 
 CONTEXT_KEY = "bodhi"
@@ -30,11 +30,11 @@ class RemoteWorkerContext:
             base_url=upstream.base_url, api_key=self.keyring.open(upstream.sealed_key, row=upstream.key_row)
         )
 
-    async def publish(self, channel: str, event: StreamEvent) -> None:
-        await self.redis.publish(channel, event.encode())
+    async def publish(self, job: ProviderCheckJob, event: StreamEvent) -> None:
+        await self.redis.publish(job.channel, replace(event, request_id=job.request_id).encode())
 
-    async def publish_started(self, channel: str) -> None:
-        await self.publish(channel, StreamEvent(EventKind.STARTED))
+    async def publish_started(self, job: ProviderCheckJob) -> None:
+        await self.publish(job, StreamEvent(EventKind.STARTED, meta={"worker": self.worker_id, "kind": "remote"}))
 
 
 def context_of(ctx: dict[str, Any]) -> RemoteWorkerContext:

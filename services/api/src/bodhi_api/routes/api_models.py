@@ -134,7 +134,7 @@ async def _run_check(
 ) -> RawResponse:
     job = ProviderCheckJob(
         request_id=request_id,
-        channel=resources.keys.stream_channel(request_id),
+        channel=resources.hub.channel,
         upstream=upstream,
         model=model,
         pickup_deadline=time.time() + resources.settings.pickup_timeout,
@@ -145,10 +145,9 @@ async def _run_check(
         function=function,
         payload=job.to_wire(),
         request_id=request_id,
-        channel=job.channel,
         subject=f"a provider check of {upstream.base_url}",
     )
-    resources.spawn(resources.hub.unsubscribe(reader.subscription))
+    resources.hub.close(reader.subscription)
     if answer.kind != EventKind.RESPONSE:
         raise BodhiError("The worker sent an unexpected answer to a provider check.")
     return RawResponse(answer.data, media_type="application/json")
