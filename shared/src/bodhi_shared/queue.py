@@ -14,7 +14,7 @@ from typing import Any
 
 from arq import ArqRedis, Worker, create_pool
 from arq.connections import RedisSettings as ArqRedisSettings
-from arq.constants import job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
@@ -124,6 +124,17 @@ async def withdraw_job(pool: ArqRedis, *, queue: str, job_id: str) -> bool:
     return removed == 1
 
 
+# arq's start_jobs claims a job with WATCH, EXISTS, ZSCORE and MULTI/PSETEX/EXEC: four round trips. The same
+# checks in one atomic script: not already in progress, still queued, due; then mark it in progress.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+return score
+"""
+
+
 class WakeableWorker(Worker):
     """An arq worker that polls as soon as a message arrives on its queue's wake channel."""
 
@@ -176,6 +187,31 @@ class WakeableWorker(Worker):
             if message["type"] == "message":
                 self._announced.append(message["data"])
                 self._wake.set()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's start_jobs, with each job claimed in one round trip (``_CLAIM``) instead of four."""
+        for job_id_b in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            job_id = job_id_b.decode()
+            keys_and_args: list[Any] = [
+                in_progress_key_prefix + job_id,
+                self.queue_name,
+                job_id,
+                timestamp_ms(),
+                int(self.in_progress_timeout_s * 1000),
+            ]
+            score = await self.pool.eval(_CLAIM, 2, *keys_and_args)  # type: ignore[misc]  # sync|async union
+            if not score:  # taken by another worker, withdrawn, or not due yet
+                self.job_counter -= 1
+                self.sem.release()
+                continue
+            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         # A finished job frees a slot: look at the queue again instead of waiting for the next poll.
