@@ -55,5 +55,11 @@ class MeteredLlama(llama_cpp.Llama):
 
 
 def load(path: str, **params: Any) -> MeteredLlama:
-    """Load a GGUF file (blocking: call it in a thread)."""
+    """Load a GGUF file (blocking: call it in a thread).
+
+    An alias that sets ``n_threads`` gets that many for prompt processing too: llama-cpp-python would otherwise
+    use every core for it, and workers sharing a machine would fight over them.
+    """
+    if "n_threads" in params:
+        params.setdefault("n_threads_batch", params["n_threads"])
     return MeteredLlama(model_path=path, embedding=True, verbose=False, **params)
