@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from results_file import write_section
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -716,7 +717,7 @@ def run(quick: bool) -> int:
             notes=notes,
         )
         log("stopping everything")
-    RESULTS.write_text(text)
+    write_section("gateway", text)
     print(text)
     print(f"(written to {RESULTS.relative_to(ROOT)})")
     return 0
