@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
 # Build llama-cpp-python with CUDA into the current environment (the local-worker image runs this).
-# Needs the CUDA toolkit (nvcc) and a C++ compiler. CMAKE_CUDA_ARCHITECTURES defaults to Hopper and Ampere;
-# set it to your GPUs' compute capability to build faster (e.g. 90 for H100/H200, 89 for L4/L40S, 80 for A100).
+# Needs the CUDA toolkit (nvcc), CMake and a C++ compiler. Run from the repository root.
+#
+#   CMAKE_CUDA_ARCHITECTURES  the GPUs' compute capabilities (default Ampere to Hopper: 80;86;89;90); name only
+#                             yours to build faster, e.g. 90 for H100/H200, 89 for L4/L40S, 80 for A100
+#   LLAMA_CPP_PYTHON_SOURCE   what to build: default the version uv.lock pins, from the package index; or a path to
+#                             its source (an unpacked sdist) for machines without the index
+#   PIP                       the install command (default `uv pip install --reinstall --no-cache`; with pip:
+#                             `python3 -m pip install --force-reinstall --no-cache-dir`)
+#   CMAKE_ARGS                more CMake options, added after these
 set -euo pipefail
 : "${CMAKE_CUDA_ARCHITECTURES:=80;86;89;90}"
-export CMAKE_ARGS="-DGGML_CUDA=on -DGGML_NATIVE=off -DCMAKE_CUDA_ARCHITECTURES=${CMAKE_CUDA_ARCHITECTURES} ${CMAKE_ARGS:-}"
+: "${PIP:=uv pip install --reinstall --no-cache}"
+if [ -z "${LLAMA_CPP_PYTHON_SOURCE:-}" ]; then
+    version=$(awk '/^name = "llama-cpp-python"$/ { getline; gsub(/"/, "", $3); print $3; exit }' uv.lock)
+    [ -n "$version" ] || { echo "llama-cpp-python is not pinned in uv.lock" >&2; exit 1; }
+    LLAMA_CPP_PYTHON_SOURCE="llama-cpp-python==${version}"
+fi
+# LLAVA_BUILD=off: the worker loads no multimodal projectors, and mtmd is a large part of the build.
+export CMAKE_ARGS="-DGGML_CUDA=on -DGGML_NATIVE=off -DLLAVA_BUILD=off -DCMAKE_CUDA_ARCHITECTURES=${CMAKE_CUDA_ARCHITECTURES} ${CMAKE_ARGS:-}"
 export FORCE_CMAKE=1
-version=$(grep -m1 -o 'llama-cpp-python>=[0-9.]*' services/local_worker/pyproject.toml | cut -d'=' -f2)
-uv pip install --no-cache --reinstall "llama-cpp-python==${version:-0.3.36}"
-python -c "import llama_cpp; print('llama.cpp GPU offload supported:', llama_cpp.llama_supports_gpu_offload())"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+echo "building ${LLAMA_CPP_PYTHON_SOURCE} with CMAKE_ARGS=${CMAKE_ARGS}"
+# shellcheck disable=SC2086  # PIP is a command with its arguments
+$PIP "${LLAMA_CPP_PYTHON_SOURCE}"
+python3 -c "import llama_cpp; print('llama.cpp GPU offload supported:', llama_cpp.llama_supports_gpu_offload())"

@@ -236,6 +236,44 @@ async def test_a_job_no_worker_takes_is_withdrawn_with_503(
     assert left_in_queue == 0
 
 
+async def test_requests_queued_behind_a_busy_worker_wait_past_the_pickup_timeout(
+    start_gateway: StartGateway, register_upstream: RegisterUpstream
+) -> None:
+    # One job at a time (as a local worker runs them), each answer ~2.4 s, a pickup timeout of 1 s: the requests
+    # behind the first wait for their turn (the queue keeps moving), none gets 503.
+    own = await asyncio.to_thread(start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_MAX_JOBS="1")
+    model = await register_upstream(Script(chunks=7, delay=0.4))
+    body = {"model": model, "messages": MESSAGES, "stream": True}
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
+        responses = await asyncio.gather(*(http.post("/v1/chat/completions", json=body) for _ in range(3)))
+    elapsed = time.monotonic() - started
+
+    assert [response.status_code for response in responses] == [200, 200, 200], [r.text for r in responses]
+    assert elapsed >= 3 * 6 * 0.4  # they really ran one after the other
+
+
+async def test_a_request_waits_behind_busy_workers_at_most_the_queue_timeout(
+    start_gateway: StartGateway, register_upstream: RegisterUpstream
+) -> None:
+    own = await asyncio.to_thread(start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_QUEUE_TIMEOUT="2", BODHI_MAX_JOBS="1")
+    model = await register_upstream(Script(chunks=11, delay=0.5))  # ~5 s
+    body = {"model": model, "messages": MESSAGES, "stream": True}
+    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
+        first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+        await asyncio.sleep(0.5)  # the first is running
+        started = time.monotonic()
+        queued = await http.post("/v1/chat/completions", json=body)
+        elapsed = time.monotonic() - started
+        assert (await first).status_code == 200
+
+    assert queued.status_code == 503, queued.text
+    error = queued.json()["error"]
+    assert error["code"] == "no_worker_available"
+    assert "waited 2 s behind other requests" in error["message"]
+    assert 2 <= elapsed < 4
+
+
 async def test_usage_is_recorded_with_the_providers_numbers(
     gateway: Gateway, register_upstream: RegisterUpstream
 ) -> None:

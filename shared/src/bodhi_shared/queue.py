@@ -124,13 +124,32 @@ async def withdraw_job(pool: ArqRedis, *, queue: str, job_id: str) -> bool:
     return removed == 1
 
 
+def active_at_key(queue: str) -> str:
+    """When a worker of ``queue`` last took a job off it or was seen running one (unix ms).
+
+    It tells the API that waits for a pickup a busy queue (keep waiting for a turn) from a stuck one (503).
+    """
+    return f"{queue}:active-at"
+
+
+async def last_active(pool: ArqRedis, queue: str) -> float | None:
+    """Unix time at which a worker of ``queue`` was last seen taking or running a job; None: not for a day."""
+    value = await pool.get(active_at_key(queue))
+    return int(value) / 1000 if value is not None else None
+
+
+ACTIVE_TTL_MS = 86_400_000
+
+
 # arq's start_jobs claims a job with WATCH, EXISTS, ZSCORE and MULTI/PSETEX/EXEC: four round trips. The same
-# checks in one atomic script: not already in progress, still queued, due; then mark it in progress.
+# checks in one atomic script: not already in progress, still queued, due; then mark it in progress, and note the
+# time on the queue (``active_at_key``).
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
 redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[4])
 return score
 """
 
@@ -174,6 +193,8 @@ class WakeableWorker(Worker):
                 if not announced or time.monotonic() - last_poll >= self.poll_delay_s:
                     last_poll = time.monotonic()
                     await self._poll_iteration()  # the queue itself, finished tasks, arq's health check
+                    if self.job_counter:  # busy: requests queued behind this worker's jobs wait for their turn
+                        await self.pool.set(active_at_key(self.queue_name), timestamp_ms(), px=ACTIVE_TTL_MS)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
         finally:
@@ -200,11 +221,13 @@ class WakeableWorker(Worker):
             keys_and_args: list[Any] = [
                 in_progress_key_prefix + job_id,
                 self.queue_name,
+                active_at_key(self.queue_name),
                 job_id,
                 timestamp_ms(),
                 int(self.in_progress_timeout_s * 1000),
+                ACTIVE_TTL_MS,
             ]
-            score = await self.pool.eval(_CLAIM, 2, *keys_and_args)  # type: ignore[misc]  # sync|async union
+            score = await self.pool.eval(_CLAIM, 3, *keys_and_args)  # type: ignore[misc]  # sync|async union
             if not score:  # taken by another worker, withdrawn, or not due yet
                 self.job_counter -= 1
                 self.sem.release()

@@ -11,7 +11,7 @@ from bodhi_api.resources import Resources
 from bodhi_api.token_stream import EventReader, Subscription, publish_cancel
 from bodhi_shared.contract import StreamEvent
 from bodhi_shared.errors import ServiceUnavailable
-from bodhi_shared.queue import NoLiveWorker, QueueFull, enqueue_if_capacity, withdraw_job
+from bodhi_shared.queue import NoLiveWorker, QueueFull, enqueue_if_capacity, last_active, withdraw_job
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND, RedisKeys
 
 PICKUP_CHECK_S = 1.0
@@ -74,7 +74,7 @@ async def dispatch(
                 function=function,
                 payload=payload,
                 job_id=request_id,
-                expires_s=settings.pickup_timeout + 60,
+                expires_s=settings.queue_wait_limit + 60,
             )
         except QueueFull as full:
             raise TooManyRequests(
@@ -100,27 +100,43 @@ async def dispatch(
 async def _wait_for_pickup(
     resources: Resources, *, target: QueueTarget, subscription: Subscription, request_id: str, subject: str
 ) -> StreamEvent:
-    """A worker's first event; 503 once the pickup timeout passes or every worker of the target has gone.
+    """A worker's first event; 503 once every worker of the target has gone, or the queue has stalled.
 
     Looking at the heartbeats each second means a killed worker costs a client seconds, not the whole timeout.
+    A queue has stalled when, for ``pickup_timeout`` seconds while this job waited, no worker took a job off it or
+    ran one. Busy workers keep their queue active (a local worker answers one request at a time), so a request
+    behind others waits for its turn, up to ``queue_timeout``.
     """
     settings, redis = resources.settings, resources.redis
-    deadline = time.monotonic() + settings.pickup_timeout
+    waiting_since = time.monotonic()
+    give_up = waiting_since + settings.queue_wait_limit
+    deadline = waiting_since + settings.pickup_timeout
     while True:
         try:
             return await subscription.next_event(min(PICKUP_CHECK_S, max(0.0, deadline - time.monotonic())))
         except TimeoutError:
             pass
         gone = not await redis.zcount(target.live_workers, time.time() - settings.heartbeat_ttl, "+inf")
-        if (gone or time.monotonic() >= deadline) and await withdraw_job(redis, queue=target.queue, job_id=request_id):
-            reason = (
-                "every worker that could take it stopped"
-                if gone
-                else (f"no worker took it within {settings.pickup_timeout:g} s")
-            )
-            raise NoWorkerAvailable(
-                f"The request for {subject} was not served: {reason}. Check that {target.start_hint} is running, "
-                "then retry."
-            )
-        if time.monotonic() >= deadline + settings.pickup_timeout:  # taken at the last moment, yet never started
+        now = time.monotonic()
+        if not gone and deadline <= now < give_up:
+            active = await last_active(redis, target.queue)
+            if active is not None:  # busy workers: wait on, until pickup_timeout after they were last seen working
+                deadline = max(deadline, min(give_up, now + active + settings.pickup_timeout - time.time()))
+        if (gone or now >= deadline) and await withdraw_job(redis, queue=target.queue, job_id=request_id):
+            if gone:
+                reason = (
+                    f"every worker that could take it stopped. Check that {target.start_hint} is running, then retry"
+                )
+            elif now >= give_up and settings.queue_timeout > settings.pickup_timeout:
+                reason = (
+                    f"it waited {settings.queue_wait_limit:g} s behind other requests. Retry later, or start more "
+                    f"workers: {target.start_hint}"
+                )
+            else:
+                reason = (
+                    f"no worker took or ran a request of its queue for {settings.pickup_timeout:g} s. Check that "
+                    f"{target.start_hint} is running, then retry"
+                )
+            raise NoWorkerAvailable(f"The request for {subject} was not served: {reason}.")
+        if now >= deadline + settings.pickup_timeout:  # taken at the last moment, yet never started
             raise NoWorkerAvailable(f"The worker that took the request for {subject} never started it; retry.")

@@ -124,7 +124,7 @@ async def run_inference(
         body=payload,
         stream=stream,
         relay_usage_chunk=relay_usage_chunk,
-        pickup_deadline=time.time() + resources.settings.pickup_timeout,
+        pickup_deadline=time.time() + resources.settings.queue_wait_limit,
     )
     timer = RequestTimer(
         resources, principal, request_id=request_id, endpoint=endpoint, model=request.model, route=route

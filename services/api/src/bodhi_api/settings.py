@@ -8,8 +8,11 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings):
     host: str = "127.0.0.1"
     port: int = 1135
     migrate_on_start: bool = True
-    # How long a job may wait in the queue before the client gets 503.
+    # How long a job may wait in the queue while no worker takes any job off it before the client gets 503.
     pickup_timeout: float = 10.0
+    # How long a job may wait behind others in a queue that keeps moving (busy workers, e.g. a local model
+    # answering one request at a time) before the client gets 503.
+    queue_timeout: float = 600.0
     # Longest silence between two events of one request before the client gets an error.
     stream_idle_timeout: float = 330.0
     # While a stream waits, a ": keep-alive" comment this often (load balancers cut idle connections).
@@ -18,3 +21,8 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings):
     stream_buffer_limit: int = 10_000
     # Jobs waiting in the queue beyond which new requests get 429.
     queue_depth_limit: int = 1_000
+
+    @property
+    def queue_wait_limit(self) -> float:
+        """The longest any job waits for a worker: the API gives up on it then, and a worker skips it after."""
+        return max(self.pickup_timeout, self.queue_timeout)

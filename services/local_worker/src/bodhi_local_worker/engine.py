@@ -11,7 +11,10 @@ the meter's stop event is set (by a cancelled job, on the event loop's thread).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Generator, Sequence
+from pathlib import Path
 from typing import Any
 
 import llama_cpp
@@ -63,3 +66,36 @@ def load(path: str, **params: Any) -> MeteredLlama:
     if "n_threads" in params:
         params.setdefault("n_threads_batch", params["n_threads"])
     return MeteredLlama(model_path=path, embedding=True, verbose=False, **params)
+
+
+@functools.cache
+def _ggml() -> ctypes.CDLL:
+    """llama.cpp's ggml library, for its device registry (llama-cpp-python has no binding for it)."""
+    lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml.so"))
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    for name in ("ggml_backend_dev_name", "ggml_backend_dev_description"):
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+        getattr(lib, name).restype = ctypes.c_char_p
+    size_p = ctypes.POINTER(ctypes.c_size_t)
+    lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, size_p, size_p]
+    return lib
+
+
+def devices() -> list[str]:
+    """The devices llama.cpp sees in this process (after ``CUDA_VISIBLE_DEVICES``), with their free memory:
+    ``["CUDA0 NVIDIA H200: 139264 of 143167 MiB free", "CPU ...: ..."]``; empty when the registry is unreadable."""
+    try:
+        lib = _ggml()
+        found = []
+        for index in range(lib.ggml_backend_dev_count()):
+            device = lib.ggml_backend_dev_get(index)
+            free, total = ctypes.c_size_t(), ctypes.c_size_t()
+            lib.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
+            name = lib.ggml_backend_dev_name(device).decode(errors="replace")
+            description = lib.ggml_backend_dev_description(device).decode(errors="replace")
+            found.append(f"{name} {description}: {free.value >> 20} of {total.value >> 20} MiB free")
+        return found
+    except (OSError, AttributeError):
+        return []

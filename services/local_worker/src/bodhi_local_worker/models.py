@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -46,10 +47,20 @@ def load_llama(local: LocalModel, *, gpu: int | None) -> MeteredLlama:
     """Load one model (blocking). ``llama_cpp`` is imported here, first, after the GPU was pinned."""
     from bodhi_local_worker import engine  # noqa: PLC0415 (lazy: see gpu.py)
 
+    params = load_params(local.context_params, gpu=gpu)
+    started = time.monotonic()
     try:
-        return engine.load(local.path, **load_params(local.context_params, gpu=gpu))
+        llm = engine.load(local.path, **params)
     except (ValueError, OSError, RuntimeError, TypeError) as exc:
         raise ModelLoadFailed(str(exc)) from exc
+    log.info(
+        "loaded %s in %.1f s, n_gpu_layers %s; llama.cpp's devices: %s",
+        local.path,
+        time.monotonic() - started,
+        params["n_gpu_layers"],
+        "; ".join(engine.devices()) or "(unknown)",
+    )
+    return llm
 
 
 @dataclass(eq=False)

@@ -137,7 +137,7 @@ async def _run_check(
         channel=resources.hub.channel,
         upstream=upstream,
         model=model,
-        pickup_deadline=time.time() + resources.settings.pickup_timeout,
+        pickup_deadline=time.time() + resources.settings.queue_wait_limit,
     )
     reader, answer = await dispatch(
         resources,

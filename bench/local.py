@@ -1,0 +1,1302 @@
+"""Local-model benchmark: ``llama_cpp.Llama`` directly vs. through the gateway vs. llama-cpp-python's own server,
+and one local worker vs. two for eight concurrent requests.
+
+Run from the repository root: ``uv run python bench/local.py [--quick]``. See bench/README.md.
+
+It writes a ~100M-parameter random-weight llama GGUF (F16) into bench/.cache/ once, then measures time to first
+token and tokens/s of one stream at a time, the targets taking turns over a few rounds: the model called in this
+process (``llama_cpp.Llama``, and the local worker's own engine class, to tell the engine from the transport),
+the gateway (``bodhi api`` + ``bodhi local-worker`` on a fresh Postgres database and Redis prefix) and
+``python -m llama_cpp.server``. Then eight concurrent streams through the gateway, served by one local worker or
+by two. It prints a Markdown table and writes it into bench/RESULTS.md (section ``local``). Everything it starts
+is stopped and its database dropped at the end, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import json
+import math
+import os
+import platform
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `tests.support` helpers, when run as a script
+
+from tests.support import tiny_gguf  # noqa: E402
+
+CACHE = BENCH / ".cache"
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# The model: llama architecture, byte vocabulary (259 tokens), F16 matrices, ~99.5M parameters.
+N_EMBD, N_LAYER, N_HEAD, N_FF = 768, 12, 12, 2560
+HEAD_DIM = N_EMBD // N_HEAD
+MODEL_PATH = CACHE / f"bench-llama-{N_EMBD}x{N_LAYER}-ff{N_FF}-f16.gguf"
+MODEL_SEED = 0
+# The only tokens the model can ever pick: printable ASCII without "<" (see write_bench_gguf).
+EMITTABLE = [byte for byte in range(0x20, 0x7F) if byte != ord("<")]
+
+N_CTX = 512
+N_THREADS = 2
+SEED = 1234
+ALIAS = "bench-local"  # n_threads 2
+ALIAS_ONE_THREAD = "bench-local-t1"  # n_threads 1, one worker
+ALIAS_TWO_WORKERS = "bench-local-t1x2"  # n_threads 1, two workers
+CONCURRENT = 8
+MAX_TOKENS_FULL = 128
+
+# Targets of the product issue.
+MIN_TPS_RATIO = 0.95  # the gateway within 5% of direct tokens/s, one stream
+MIN_SCALING = 1.7  # two workers vs. one, eight concurrent requests
+
+PROMPT = (
+    "You are a benchmark. Write a long story about a lighthouse keeper who counts the waves every night, "
+    "and about the ships that pass, one by one, until the morning comes."
+)
+
+DIRECT, ENGINE, GATEWAY, SERVER = "direct", "direct, worker's engine", "gateway", "llama_cpp.server"
+TARGETS = (DIRECT, ENGINE, GATEWAY, SERVER)
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int  # of one stream per target
+    max_tokens: int
+    repeats: int  # of the concurrent requests per setup
+
+    @classmethod
+    def of(cls, quick: bool) -> Plan:
+        return (
+            cls(rounds=2, max_tokens=32, repeats=1) if quick else cls(rounds=8, max_tokens=MAX_TOKENS_FULL, repeats=2)
+        )
+
+
+def log(message: str) -> None:
+    print(f"[local-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- the model
+
+
+def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
+    """Write the benchmark model (tests/support/tiny_gguf.py, larger and in F16); return its parameter count.
+
+    The output matrix has zero rows for every token but ``EMITTABLE``: those logits are 0 while the others are
+    random, so greedy decoding never picks end-of-generation, a control token or half of a UTF-8 character, and
+    never "<" (the start of the chat format's stop string "</s>", which llama-cpp-python would hold back). Every
+    generated token is one ASCII character in its own chunk: tokens can be counted from the text alone.
+    """
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def random(*shape: int) -> Any:
+        return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16)
+
+    def ones(size: int) -> Any:
+        return np.ones(size, dtype=np.float32)  # norms stay F32, as llama.cpp's converters write them
+
+    def name(tensor: gguf.MODEL_TENSOR, layer: int | None = None) -> str:
+        base = gguf.TENSOR_NAMES[tensor]
+        return (base.format(bid=layer) if layer is not None else base) + ".weight"
+
+    n_special = len(tiny_gguf.SPECIAL_TOKENS)
+    output = random(tiny_gguf.N_VOCAB, N_EMBD)
+    silent = np.ones(tiny_gguf.N_VOCAB, dtype=bool)
+    silent[[n_special + byte for byte in EMITTABLE]] = False
+    output[silent] = 0
+    t = gguf.MODEL_TENSOR
+    tensors = {name(t.TOKEN_EMBD): random(tiny_gguf.N_VOCAB, N_EMBD), name(t.OUTPUT_NORM): ones(N_EMBD)}
+    tensors[name(t.OUTPUT)] = output
+    for layer in range(N_LAYER):
+        tensors |= {
+            name(t.ATTN_NORM, layer): ones(N_EMBD),
+            name(t.ATTN_Q, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
+            name(t.ATTN_K, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
+            name(t.ATTN_V, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
+            name(t.ATTN_OUT, layer): random(N_EMBD, N_HEAD * HEAD_DIM),
+            name(t.FFN_NORM, layer): ones(N_EMBD),
+            name(t.FFN_GATE, layer): random(N_FF, N_EMBD),
+            name(t.FFN_UP, layer): random(N_FF, N_EMBD),
+            name(t.FFN_DOWN, layer): random(N_EMBD, N_FF),
+        }
+
+    tokens = [*tiny_gguf.SPECIAL_TOKENS, *(f"<0x{byte:02X}>" for byte in range(256))]
+    types = [int(gguf.TokenType.UNKNOWN), int(gguf.TokenType.CONTROL), int(gguf.TokenType.CONTROL)]
+    types += [int(gguf.TokenType.BYTE)] * 256
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")  # renamed when complete: an interrupted run leaves no broken model
+    writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer.add_name("bodhi-bench-llama")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_vocab_size(tiny_gguf.N_VOCAB)
+    writer.add_context_length(2048)
+    writer.add_embedding_length(N_EMBD)
+    writer.add_block_count(N_LAYER)
+    writer.add_feed_forward_length(N_FF)
+    writer.add_head_count(N_HEAD)
+    writer.add_head_count_kv(N_HEAD)
+    writer.add_rope_dimension_count(HEAD_DIM)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * tiny_gguf.N_VOCAB)
+    writer.add_token_types(types)
+    writer.add_unk_token_id(tiny_gguf.UNK_ID)
+    writer.add_bos_token_id(tiny_gguf.BOS_ID)
+    writer.add_eos_token_id(tiny_gguf.EOS_ID)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    writer.add_chat_template(tiny_gguf.CHAT_TEMPLATE)
+    for tensor_name, data in tensors.items():
+        writer.add_tensor(tensor_name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    partial.replace(path)
+    return sum(int(data.size) for data in tensors.values())
+
+
+def parameter_count(path: Path) -> int:
+    import gguf
+
+    return sum(int(tensor.n_elements) for tensor in gguf.GGUFReader(path).tensors)
+
+
+def ensure_model() -> int:
+    if MODEL_PATH.exists():
+        log(f"model {MODEL_PATH.relative_to(ROOT)} is there")
+        return parameter_count(MODEL_PATH)
+    log(f"writing the model to {MODEL_PATH.relative_to(ROOT)} (once)")
+    started = time.monotonic()
+    params = write_bench_gguf(MODEL_PATH)
+    size = MODEL_PATH.stat().st_size / 1e6
+    log(f"{params / 1e6:.1f}M parameters, {size:.0f} MB in {time.monotonic() - started:.1f} s")
+    return params
+
+
+# ---------------------------------------------------------------- one streamed completion
+
+
+@dataclass
+class Stream:
+    """One streamed chat completion as the client saw it (times from ``time.perf_counter``)."""
+
+    start: float
+    first: float | None = None  # the first chunk with content
+    last: float | None = None  # the last chunk with content
+    end: float = 0.0
+    tokens: int = 0  # content characters: one per token with this model (see write_bench_gguf)
+    first_tokens: int = 0  # in the first content chunk
+    chunks: int = 0  # content chunks
+    finish: str | None = None
+    usage_tokens: int | None = None  # completion_tokens, where the target reports usage
+    prompt_tokens: int | None = None  # prompt_tokens, likewise
+    worker: str | None = None  # X-Bodhi-Worker
+
+    def add(self, chunk: dict[str, Any], now: float) -> None:
+        if isinstance(usage := chunk.get("usage"), dict):
+            self.usage_tokens = usage.get("completion_tokens")
+            self.prompt_tokens = usage.get("prompt_tokens")
+        for choice in chunk.get("choices") or []:
+            if content := (choice.get("delta") or {}).get("content"):
+                if self.first is None:
+                    self.first, self.first_tokens = now, len(content)
+                self.last = now
+                self.tokens += len(content)
+                self.chunks += 1
+            self.finish = choice.get("finish_reason") or self.finish
+
+    @property
+    def ttft(self) -> float:
+        return (self.first or self.end) - self.start
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Tokens after the first chunk / time after the first chunk."""
+        if self.first is None or self.last is None or self.last <= self.first:
+            return float("nan")
+        return (self.tokens - self.first_tokens) / (self.last - self.first)
+
+    def check(self, max_tokens: int, label: str) -> None:
+        if self.tokens != max_tokens or self.finish != "length":
+            raise RuntimeError(
+                f"{label}: {self.tokens} tokens, finish {self.finish!r}; expected {max_tokens}, 'length'"
+            )
+        if self.usage_tokens is not None and self.usage_tokens != self.tokens:
+            raise RuntimeError(f"{label}: usage says {self.usage_tokens} completion tokens, the text {self.tokens}")
+
+
+def messages(index: int) -> list[dict[str, str]]:
+    """A different prompt per request, so that no target reuses the previous request's KV cache beyond the template."""
+    return [{"role": "user", "content": f"Request {index:04d}. {PROMPT}"}]
+
+
+def chat_body(model: str, index: int, max_tokens: int, *, usage: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages(index),
+        "stream": True,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "seed": SEED,
+    }
+    if usage:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def stream_in_process(llm: Any, index: int, max_tokens: int) -> Stream:
+    stream = Stream(start=time.perf_counter())
+    for chunk in llm.create_chat_completion(
+        messages=messages(index), stream=True, max_tokens=max_tokens, temperature=0.0, seed=SEED
+    ):
+        stream.add(chunk, time.perf_counter())
+    stream.end = time.perf_counter()
+    return stream
+
+
+def _sse_line(stream: Stream, line: str) -> None:
+    if line.startswith("data:") and (data := line[5:].strip()) and data != "[DONE]":
+        chunk = json.loads(data)
+        if "error" in chunk:
+            raise RuntimeError(f"error event: {data[:500]}")
+        stream.add(chunk, time.perf_counter())
+
+
+def stream_http(client: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str]) -> Stream:
+    stream = Stream(start=time.perf_counter())
+    with client.stream("POST", url, json=body, headers=headers) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"POST {url}: {response.status_code} {response.read()[:500]!r}")
+        stream.worker = response.headers.get("x-bodhi-worker")
+        for line in response.iter_lines():
+            _sse_line(stream, line)
+    stream.end = time.perf_counter()
+    return stream
+
+
+async def astream_http(client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]) -> Stream:
+    stream = Stream(start=time.perf_counter())
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"POST {url}: {response.status_code} {(await response.aread())[:500]!r}")
+        stream.worker = response.headers.get("x-bodhi-worker")
+        async for line in response.aiter_lines():
+            _sse_line(stream, line)
+    stream.end = time.perf_counter()
+    return stream
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Child:
+    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], logs: Path) -> None:
+        self.name = name
+        self.log_path = logs / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+    def check_alive(self) -> None:
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, size: int = 4000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-size:]
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+        self._log.close()
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time of these processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def redis_cpu_seconds() -> float:
+    """The Redis server's own CPU time (INFO cpu): all its clients, this benchmark's gateway nearly alone."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        info: dict[str, Any] = client.info("cpu")  # type: ignore[assignment]
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    finally:
+        client.close()
+
+
+def wait_http(url: str, child: Child, *, timeout: float, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        child.check_alive()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{child.name} did not answer {url} within {timeout} s:\n{child.log_tail()}")
+
+
+def free_port() -> int:
+    from tests.support.fake_upstream import free_port as pick
+
+    return pick()
+
+
+def delete_redis_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+
+
+@dataclass
+class Gateway:
+    stack: contextlib.ExitStack
+    logs: Path
+    url: str
+    env: dict[str, str]
+    api: Child
+    token: str = ""
+    workers: list[Child] = field(default_factory=list)
+    started_workers: int = 0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def local_workers(self) -> int:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            count: int = httpx.get(f"{self.url}/health", timeout=2).json().get("workers", {}).get("local", 0)
+            return count
+        return -1
+
+    def start_worker(self, alias: str, *, timeout: float = 60) -> Child:
+        """``bodhi local-worker --models ALIAS``; returns once /health counts it."""
+        from tests.support.processes import bodhi
+
+        self.started_workers += 1
+        worker = Child(
+            f"local-worker-{self.started_workers}",
+            bodhi("local-worker", "--models", alias),
+            env=self.env,
+            logs=self.logs,
+        )
+        self.stack.callback(worker.stop)
+        self.workers.append(worker)
+        wanted = len(self.workers)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            worker.check_alive()
+            if self.local_workers() >= wanted:
+                return worker
+            time.sleep(0.2)
+        raise RuntimeError(f"{worker.name} not seen at {self.url}/health within {timeout} s:\n{worker.log_tail()}")
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
+
+    def create_alias(self, alias: str, n_threads: int) -> None:
+        created = httpx.post(
+            f"{self.url}/bodhi/v1/models/alias",
+            json={"alias": alias, "path": str(MODEL_PATH), "context_params": {"n_ctx": N_CTX, "n_threads": n_threads}},
+            headers=self.headers,
+            timeout=30,
+        )
+        if created.status_code != 201:
+            raise RuntimeError(f"creating alias {alias} failed: {created.status_code} {created.text}")
+
+
+def start_gateway(stack: contextlib.ExitStack, logs: Path) -> Gateway:
+    """``bodhi api`` on a fresh database and Redis prefix; a user, a token and the two aliases created."""
+    from bodhi_shared.crypto import load_or_create_key_pair
+    from bodhi_shared.worker_keys import KEYS_DIR
+    from tests.support.backing import create_database, drop_database, new_name
+    from tests.support.processes import bodhi, create_user_and_token
+
+    database = new_name("bench_local")
+    database_url = asyncio.run(create_database(POSTGRES_URL, database))
+    stack.callback(lambda: asyncio.run(drop_database(POSTGRES_URL, database)))
+    prefix = new_name("bench_local")
+    stack.callback(delete_redis_prefix, prefix)
+    home = logs / "bodhi-home"
+    load_or_create_key_pair(home / KEYS_DIR)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BODHI_")} | {
+        "BODHI_DATABASE_URL": database_url,
+        "BODHI_REDIS_URL": REDIS_URL,
+        "BODHI_REDIS_PREFIX": prefix,
+        "BODHI_HOME": str(home),
+        "BODHI_PORT": str(port),
+        "BODHI_LOG_LEVEL": "WARNING",
+    }
+    api = Child("bodhi-api", bodhi("api"), env=env, logs=logs)
+    stack.callback(api.stop)
+    gateway = Gateway(stack=stack, logs=logs, url=f"http://127.0.0.1:{port}", env=env, api=api)
+    wait_http(f"{gateway.url}/ping", api, timeout=60)
+    gateway.token = create_user_and_token(env, username=new_name("bench_admin"), password=new_name("pw-bench"))
+    gateway.create_alias(ALIAS, N_THREADS)
+    gateway.create_alias(ALIAS_ONE_THREAD, 1)
+    gateway.create_alias(ALIAS_TWO_WORKERS, 1)
+    return gateway
+
+
+def start_llama_server(stack: contextlib.ExitStack, logs: Path) -> tuple[str, Child]:
+    """``python -m llama_cpp.server`` as users run it, with the alias's context params."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(MODEL_PATH),
+        "--model_alias",
+        ALIAS,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(N_CTX),
+        "--n_threads",
+        str(N_THREADS),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BODHI_")}
+    child = Child("llama-server", argv, env=env, logs=logs)
+    stack.callback(child.stop)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/v1/models", child, timeout=120)
+    return url, child
+
+
+# ---------------------------------------------------------------- one stream at a time
+
+
+@dataclass
+class Single:
+    """The runs of one target, and the CPU time its processes spent on them."""
+
+    streams: list[Stream] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds over the timed runs
+
+    def median(self, value: Callable[[Stream], float]) -> float:
+        return statistics.median(value(stream) for stream in self.streams)
+
+
+def measure_single(
+    plan: Plan, gateway: Gateway, watch: Watch, *, server_url: str, server: Child, direct: Any, engine: Any
+) -> dict[str, Single]:
+    """Every target, one stream at a time, taking turns (the order rotates each round); medians over the rounds."""
+    from bodhi_local_worker.generation import Meter, metered
+
+    def run_engine(index: int, max_tokens: int) -> Stream:
+        with metered(engine, Meter()):  # as the local worker calls it
+            return stream_in_process(engine, index, max_tokens)
+
+    client = httpx.Client(timeout=httpx.Timeout(300, connect=10))
+    runs: dict[str, Callable[[int, int], Stream]] = {
+        DIRECT: lambda index, max_tokens: stream_in_process(direct, index, max_tokens),
+        ENGINE: run_engine,
+        GATEWAY: lambda index, max_tokens: stream_http(
+            client,
+            f"{gateway.url}/v1/chat/completions",
+            chat_body(ALIAS, index, max_tokens, usage=True),
+            gateway.headers,
+        ),
+        SERVER: lambda index, max_tokens: stream_http(
+            client, f"{server_url}/v1/chat/completions", chat_body(ALIAS, index, max_tokens), {}
+        ),
+    }
+    pids: dict[str, dict[str, Callable[[], float]]] = {
+        DIRECT: {"this process": time.process_time},
+        ENGINE: {"this process": time.process_time},
+        GATEWAY: {
+            "api": lambda: cpu_seconds([gateway.api.popen.pid]),
+            "worker": lambda: cpu_seconds([gateway.workers[0].popen.pid]),
+            "redis": redis_cpu_seconds,
+        },
+        SERVER: {"server": lambda: cpu_seconds([server.popen.pid])},
+    }
+    out = {name: Single() for name in TARGETS}
+    try:
+        for name in TARGETS:  # warm-up: the worker loads its model, every target pages the file in
+            runs[name](9000, 8).check(8, f"warm-up {name}")
+        for round_ in range(plan.rounds):
+            order = TARGETS[round_ % len(TARGETS) :] + TARGETS[: round_ % len(TARGETS)]
+            for name in order:
+
+                def timed(attempt: int, name: str = name, round_: int = round_) -> tuple[Stream, dict[str, float]]:
+                    before = {process: read() for process, read in pids[name].items()}
+                    stream = runs[name](10 * round_ + attempt, plan.max_tokens)
+                    return stream, {process: read() - before[process] for process, read in pids[name].items()}
+
+                stream, cpu = watch.run(f"round {round_ + 1} {name}", timed)
+                for process, seconds in cpu.items():
+                    out[name].cpu[process] = out[name].cpu.get(process, 0.0) + seconds
+                stream.check(plan.max_tokens, f"round {round_ + 1} {name}")
+                out[name].streams.append(stream)
+                log(
+                    f"round {round_ + 1}/{plan.rounds} {name:<24} ttft {1000 * stream.ttft:7.1f} ms, "
+                    f"{stream.tokens_per_s:6.2f} tokens/s, {stream.tokens} tokens"
+                )
+                for child in (gateway.api, *gateway.workers, server):
+                    child.check_alive()
+    finally:
+        client.close()
+    return out
+
+
+# ---------------------------------------------------------------- concurrent requests, one worker vs. two
+
+
+@dataclass
+class Scaling:
+    """One setup's runs of ``CONCURRENT`` simultaneous streams (each run: its streams and its wall time)."""
+
+    label: str
+    alias: str
+    workers: int
+    runs: list[tuple[list[Stream], float]] = field(default_factory=list)
+
+    @property
+    def throughputs(self) -> list[float]:
+        return [sum(stream.tokens for stream in streams) / wall for streams, wall in self.runs]
+
+    @property
+    def throughput(self) -> float:
+        return statistics.median(self.throughputs)
+
+    @property
+    def streams(self) -> list[Stream]:
+        return [stream for streams, _ in self.runs for stream in streams]
+
+    def per_worker(self) -> str:
+        """Requests per worker in each run, e.g. ``4+4, 5+3``."""
+        out = []
+        for streams, _ in self.runs:
+            counts: dict[str, int] = {}
+            for stream in streams:
+                counts[stream.worker or "?"] = counts.get(stream.worker or "?", 0) + 1
+            out.append("+".join(map(str, sorted(counts.values(), reverse=True))))
+        return ", ".join(out)
+
+    def gaps(self) -> list[float]:
+        """Per worker, from the end of one answer to the first token of the next: hand-off + prompt processing."""
+        gaps = []
+        for streams, _ in self.runs:
+            by_worker: dict[str, list[Stream]] = {}
+            for stream in streams:
+                by_worker.setdefault(stream.worker or "?", []).append(stream)
+            for served in by_worker.values():
+                served.sort(key=lambda stream: stream.first or stream.end)
+                gaps += [(nxt.first or nxt.end) - prev.end for prev, nxt in itertools.pairwise(served)]
+        return gaps
+
+
+async def _concurrent(gateway: Gateway, alias: str, count: int, max_tokens: int, first_index: int) -> list[Stream]:
+    timeout = httpx.Timeout(600, connect=10)
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        url = f"{gateway.url}/v1/chat/completions"
+        return list(
+            await asyncio.gather(
+                *(
+                    astream_http(
+                        client, url, chat_body(alias, first_index + i, max_tokens, usage=True), gateway.headers
+                    )
+                    for i in range(count)
+                )
+            )
+        )
+
+
+def concurrent(gateway: Gateway, alias: str, count: int, *, max_tokens: int, first_index: int, budget: float) -> Any:
+    return asyncio.run(asyncio.wait_for(_concurrent(gateway, alias, count, max_tokens, first_index), budget))
+
+
+def warm_workers(gateway: Gateway, alias: str, count: int) -> None:
+    """Until each of ``count`` workers has served a request (loaded its model): ``count`` requests at a time."""
+    seen: set[str] = set()
+    for _ in range(6):
+        for stream in concurrent(gateway, alias, count, max_tokens=16, first_index=9100, budget=300):
+            stream.check(16, "warm-up")
+            seen.add(stream.worker or "?")
+        if len(seen) >= count:
+            return
+    raise RuntimeError(f"only {len(seen)} of {count} workers served the warm-up requests")
+
+
+def measure_scaling(plan: Plan, gateway: Gateway, watch: Watch) -> list[Scaling]:
+    """Eight concurrent streams: one worker (n_threads 2), one worker (n_threads 1), two workers (n_threads 1).
+
+    All the workers run all the time, each setup on an alias of its own (same file, its own context params), so the
+    setups can take turns, the order rotating each repetition. The one worker of ``ALIAS`` is the one the single
+    streams used; the others serve ``ALIAS_ONE_THREAD`` (one) and ``ALIAS_TWO_WORKERS`` (two). Idle workers only
+    heartbeat.
+    """
+    setups = [
+        Scaling("1 worker, n_threads 2", ALIAS, 1),
+        Scaling("1 worker, n_threads 1", ALIAS_ONE_THREAD, 1),
+        Scaling("2 workers, n_threads 1 each", ALIAS_TWO_WORKERS, 2),
+    ]
+    for setup in setups[1:]:
+        for _ in range(setup.workers):
+            gateway.start_worker(setup.alias)
+    for setup in setups:
+        warm_workers(gateway, setup.alias, setup.workers)
+    budget = 60 + 3 * CONCURRENT * plan.max_tokens  # seconds: far beyond 1 token/s
+    for repeat in range(plan.repeats):
+        for turn in range(len(setups)):
+            index = (repeat + turn) % len(setups)
+            setup = setups[index]
+            label = f"{setup.label} ({repeat + 1}/{plan.repeats})"
+            log(f"{label}: {CONCURRENT} concurrent requests of {plan.max_tokens} tokens")
+            first_index = 1000 * (repeat + 1) + 100 * index
+
+            def timed(attempt: int, alias: str = setup.alias, first: int = first_index) -> tuple[list[Stream], float]:
+                started = time.perf_counter()
+                streams = concurrent(
+                    gateway,
+                    alias,
+                    CONCURRENT,
+                    max_tokens=plan.max_tokens,
+                    first_index=first + 20 * attempt,
+                    budget=budget,
+                )
+                return streams, max(stream.end for stream in streams) - started
+
+            streams, wall = watch.run(label, timed)
+            for stream in streams:
+                stream.check(plan.max_tokens, label)
+            setup.runs.append((streams, wall))
+            tokens = sum(stream.tokens for stream in streams)
+            log(f"{label}: {tokens} tokens in {wall:.1f} s = {setup.throughputs[-1]:.2f} tokens/s")
+            for child in (gateway.api, *gateway.workers):
+                child.check_alive()
+    return setups
+
+
+# ---------------------------------------------------------------- the same without the gateway
+
+
+@dataclass
+class Reference:
+    """``CONCURRENT`` requests split over ``processes`` processes that each call llama.cpp in a loop: no gateway."""
+
+    label: str
+    processes: int
+    n_threads_batch: int | None  # None: llama-cpp-python's default, the number of CPUs; the worker sets n_threads
+    throughput: float = float("nan")
+
+
+def reference_child(n_threads_batch: int, count: int, max_tokens: int) -> None:
+    """``--reference-child``: load the model (n_threads 1), then for each ``GO FIRST_INDEX`` line on stdin run
+    ``count`` streams one after the other and print the tokens generated; exit at the end of stdin."""
+    import llama_cpp
+
+    extra: dict[str, Any] = {"n_threads_batch": n_threads_batch} if n_threads_batch else {}
+    llm = llama_cpp.Llama(str(MODEL_PATH), n_ctx=N_CTX, n_threads=1, verbose=False, **extra)
+    stream_in_process(llm, 9200, 4)
+    print("READY", flush=True)
+    for line in sys.stdin:
+        first_index = int(line.split()[1])
+        tokens = 0
+        for i in range(count):
+            stream = stream_in_process(llm, first_index + i, max_tokens)
+            stream.check(max_tokens, "reference")
+            tokens += stream.tokens
+        print(json.dumps({"tokens": tokens}), flush=True)
+
+
+def _read_line(popen: subprocess.Popen[bytes], timeout: float) -> str:
+    assert popen.stdout is not None
+    ready, _, _ = select.select([popen.stdout], [], [], timeout)
+    line = popen.stdout.readline().decode() if ready else ""
+    if not line:
+        raise RuntimeError(f"a reference process said nothing within {timeout} s (exit code {popen.poll()})")
+    return line
+
+
+def _start_children(argv: list[str], processes: int) -> list[subprocess.Popen[bytes]]:
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(processes):
+            children.append(subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+        for child in children:
+            if _read_line(child, 120).strip() != "READY":
+                raise RuntimeError("a reference process did not start")
+    except BaseException:
+        _stop_children(children)
+        raise
+    return children
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """End of stdin: each child exits after its current batch; killed if it does not within 20 s."""
+    for child in children:
+        if child.stdin is not None:
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+    for child in children:
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def measure_reference(plan: Plan, watch: Watch) -> list[Reference]:
+    """One process vs. two, n_threads 1 each; with llama-cpp-python's default n_threads_batch (the CPUs) and with 1
+    (as the worker sets it)."""
+    setups = [
+        Reference("1 process, n_threads 1", 1, None),
+        Reference("2 processes, n_threads 1 each", 2, None),
+        Reference("1 process, n_threads 1, n_threads_batch 1", 1, 1),
+        Reference("2 processes, n_threads 1 each, n_threads_batch 1", 2, 1),
+    ]
+    budget = 60 + 3 * CONCURRENT * plan.max_tokens
+    for index, setup in enumerate(setups):
+        count = CONCURRENT // setup.processes
+        argv = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--reference-child",
+            str(setup.n_threads_batch or 0),
+            str(count),
+            str(plan.max_tokens),
+        ]
+        children = _start_children(argv, setup.processes)
+        watch.extra = [child.pid for child in children]
+
+        def timed(
+            attempt: int,
+            children: list[subprocess.Popen[bytes]] = children,
+            first: int = 5000 + 100 * index,
+            count: int = count,
+        ) -> tuple[int, float]:
+            started = time.perf_counter()
+            for number, child in enumerate(children):
+                assert child.stdin is not None
+                child.stdin.write(f"GO {first + 20 * attempt + count * number}\n".encode())
+                child.stdin.flush()
+            tokens = sum(json.loads(_read_line(child, budget))["tokens"] for child in children)
+            return tokens, time.perf_counter() - started
+
+        label = f"without the gateway, {setup.label}"
+        log(f"{label}: {CONCURRENT} requests of {plan.max_tokens} tokens")
+        try:
+            tokens, wall = watch.run(label, timed)
+        finally:
+            watch.extra = []
+            _stop_children(children)
+        if tokens != CONCURRENT * plan.max_tokens:
+            raise RuntimeError(f"{label}: {tokens} tokens, expected {CONCURRENT * plan.max_tokens}")
+        setup.throughput = tokens / wall
+        log(f"{label}: {tokens} tokens in {wall:.1f} s = {setup.throughput:.2f} tokens/s")
+    return setups
+
+
+# ---------------------------------------------------------------- other load on the machine
+
+
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds since boot of the whole machine: busy (user, nice, system, irq, softirq) and steal."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
+
+
+QUIET = 0.05  # cores other processes may use for the machine to count as idle
+DISTURBED = 0.1  # cores other processes used during a measurement that make it count as disturbed
+EXTRA_BUDGET = 240.0  # seconds a run may spend waiting for quiet and measuring again, in all
+RETRIES = 3  # measurements again of one disturbed cell, at most
+
+
+class Watch:
+    """Other work on the machine disturbs every number here (each target uses all the cores): before each
+    measurement, wait until other processes are idle; measure again when they were not, within a time budget.
+
+    Ours: this process, the gateway's and the server's processes, and Redis (its INFO). Postgres backends count as
+    others (the gateway barely uses Postgres while streaming).
+    """
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self._pids = pids
+        self.extra: list[int] = []  # more of our processes, for a while
+        self.wall = self.other = self.steal = 0.0
+        self.waited = 0.0
+        self.retried: list[str] = []
+        self.disturbed: list[str] = []
+        self._extra_until = time.monotonic() + EXTRA_BUDGET
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        busy, steal = machine_cpu()
+        return busy, steal, cpu_seconds([*self._pids(), *self.extra]) + redis_cpu_seconds(), time.perf_counter()
+
+    def _other(self, before: tuple[float, float, float, float]) -> tuple[float, float, float]:
+        """(other processes' CPU seconds, steal seconds, wall seconds) since ``before``."""
+        after = self._sample()
+        return max(0.0, (after[0] - before[0]) - (after[2] - before[2])), after[1] - before[1], after[3] - before[3]
+
+    def wait_quiet(self) -> None:
+        started = time.monotonic()
+        while time.monotonic() < self._extra_until:
+            before = self._sample()
+            time.sleep(1)
+            other, _, wall = self._other(before)
+            if other / wall <= QUIET:
+                break
+        self.waited += time.monotonic() - started
+
+    def run(self, label: str, call: Callable[[int], T]) -> T:
+        """``call(attempt)`` measured when the machine is quiet; measured again (at most ``RETRIES`` times) if it was
+        not. Each attempt must use prompts of its own: a repeated prompt would be answered from the KV cache."""
+        for attempt in range(RETRIES + 1):
+            self.wait_quiet()
+            before = self._sample()
+            result = call(attempt)
+            other, steal, wall = self._other(before)
+            cores = other / wall
+            if cores <= DISTURBED or attempt == RETRIES or time.monotonic() >= self._extra_until:
+                self.wall, self.other, self.steal = self.wall + wall, self.other + other, self.steal + steal
+                if cores > DISTURBED:
+                    self.disturbed.append(f"{label} ({cores:.2f} cores)")
+                    log(f"{label}: other processes used {cores:.2f} cores meanwhile; kept, marked as disturbed")
+                return result
+            self.retried.append(label)
+            log(f"{label}: other processes used {cores:.2f} cores meanwhile; measuring again")
+        raise AssertionError("unreachable")
+
+    def summary(self) -> str:
+        if not self.wall:
+            return "nothing measured"
+        line = (
+            f"other processes used {self.other:.1f} CPU-seconds during the {self.wall:.0f} s of the measurements "
+            f"kept ({self.other / self.wall:.3f} cores on average; steal {self.steal:.1f} s); "
+            f"{self.waited:.0f} s spent waiting for other work to end; {len(self.retried)} measurements taken "
+            f"again because other processes used more than {DISTURBED:g} cores meanwhile"
+        )
+        if self.disturbed:
+            line += "; still disturbed when kept: " + "; ".join(self.disturbed)
+        return line
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def single_table(single: dict[str, Single], plan: Plan) -> str:
+    rows = [
+        "| target | TTFT p50 (ms) | tokens/s p50 | tokens/s min-max | tokens/request | CPU s/request |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name in TARGETS:
+        s = single[name]
+        rates = [stream.tokens_per_s for stream in s.streams]
+        cpu = ", ".join(f"{process} {seconds / len(s.streams):.2f}" for process, seconds in s.cpu.items())
+        rows.append(
+            f"| {name} | {fmt(1000 * s.median(lambda x: x.ttft), 0)} | {fmt(s.median(lambda x: x.tokens_per_s))} "
+            f"| {fmt(min(rates))}-{fmt(max(rates))} | {s.median(lambda x: x.tokens):.0f} of {plan.max_tokens} "
+            f"| {cpu} |"
+        )
+    return "\n".join(rows)
+
+
+def scaling_table(scaling: list[Scaling]) -> str:
+    rows = [
+        "| setup | runs | tokens/run | tokens/s p50 | tokens/s of each run | TTFT p50 (ms) | TTFT max (ms) "
+        "| next answer's first token after the previous one ended, p50 (ms) | requests per worker, each run |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for s in scaling:
+        ttfts = [1000 * stream.ttft for stream in s.streams]
+        gaps = s.gaps()
+        rows.append(
+            f"| {s.label} | {len(s.runs)} | {sum(x.tokens for x in s.runs[0][0])} | {s.throughput:.2f} "
+            f"| {', '.join(f'{x:.2f}' for x in s.throughputs)} | {statistics.median(ttfts):.0f} | {max(ttfts):.0f} "
+            f"| {fmt(1000 * statistics.median(gaps), 0) if gaps else 'n/a'} | {s.per_worker()} |"
+        )
+    return "\n".join(rows)
+
+
+def reference_table(reference: list[Reference]) -> str:
+    rows = ["| setup (no gateway) | tokens/s |", "|---|---:|"]
+    rows += [f"| {r.label} | {fmt(r.throughput)} |" for r in reference]
+    return "\n".join(rows)
+
+
+def met(ok: bool) -> str:
+    return "**met**" if ok else "**NOT met**"
+
+
+def _rates(single: dict[str, Single]) -> dict[str, float]:
+    return {name: single[name].median(lambda x: x.tokens_per_s) for name in TARGETS}
+
+
+def verdicts(single: dict[str, Single], scaling: list[Scaling], reference: list[Reference]) -> list[str]:
+    rate = _rates(single)
+    ttft = {name: 1000 * single[name].median(lambda x: x.ttft) for name in TARGETS}
+    gateway_ratio = rate[GATEWAY] / rate[DIRECT]
+    two, one_t1, one_t2 = scaling[2].throughput, scaling[1].throughput, scaling[0].throughput
+    ref = [r.throughput for r in reference]
+    return [
+        f"- One stream, gateway / direct tokens/s: {fmt(rate[GATEWAY])} / {fmt(rate[DIRECT])} = "
+        f"{fmt(gateway_ratio, 3)} (target >= {MIN_TPS_RATIO:g}): {met(gateway_ratio >= MIN_TPS_RATIO)}. "
+        f"For comparison, the worker's engine in this process: {fmt(rate[ENGINE] / rate[DIRECT], 3)}; "
+        f"llama_cpp.server: {fmt(rate[SERVER] / rate[DIRECT], 3)}.",
+        f"- Time to first token, p50: direct {fmt(ttft[DIRECT], 0)} ms, gateway {fmt(ttft[GATEWAY], 0)} ms "
+        f"({ttft[GATEWAY] - ttft[DIRECT]:+.0f} ms), llama_cpp.server {fmt(ttft[SERVER], 0)} ms "
+        f"({ttft[SERVER] - ttft[DIRECT]:+.0f} ms).",
+        f"- {CONCURRENT} concurrent requests, two workers (n_threads 1 each) / one worker (n_threads 1): {fmt(two)} / "
+        f"{fmt(one_t1)} = {fmt(two / one_t1)}x (target >= {MIN_SCALING:g}x): {met(two / one_t1 >= MIN_SCALING)}.",
+        f"- The same two workers / one worker using both cores (n_threads 2): {fmt(two)} / {fmt(one_t2)} = "
+        f"{fmt(two / one_t2)}x (target >= {MIN_SCALING:g}x): {met(two / one_t2 >= MIN_SCALING)}.",
+        f"- Without the gateway, two processes / one (n_threads 1 each): {fmt(ref[1] / ref[0])}x; with "
+        f"n_threads_batch 1 as well: {fmt(ref[3] / ref[2])}x: what this machine and llama.cpp allow any gateway.",
+    ]
+
+
+def explanations(single: dict[str, Single], scaling: list[Scaling], reference: list[Reference]) -> list[str]:
+    """What the numbers say where a target is missed, or nearly."""
+    rate = _rates(single)
+    two, one_t1, one_t2 = scaling[2].throughput, scaling[1].throughput, scaling[0].throughput
+    ref = [r.throughput for r in reference]
+    lines = []
+    gateway_ratio, engine_ratio = rate[GATEWAY] / rate[DIRECT], rate[ENGINE] / rate[DIRECT]
+    if gateway_ratio < MIN_TPS_RATIO:
+        lines.append(
+            f"- One stream: the worker's engine alone, in this process, runs at {fmt(100 * engine_ratio, 1)}% of "
+            f"direct, the whole gateway at {fmt(100 * gateway_ratio, 1)}%. The first is the cost of how the worker "
+            "loads and calls the model (`embedding=True`, with which llama-cpp-python creates the context with "
+            "`n_seq_max` = min(n_batch, the maximum) and a unified KV cache; the `MeteredLlama.generate` wrapper); "
+            "the rest is the path around it (a chunk handed from the generating thread to the event loop, JSON, "
+            "a Redis PUBLISH, the API's relay, SSE, the client), whose CPU time, on two cores, is taken from "
+            "llama.cpp's two threads: see the CPU column."
+        )
+    if two / one_t2 < MIN_SCALING:
+        lines.append(
+            f"- Two workers against one worker using both cores ({fmt(two / one_t2)}x): this machine has "
+            f"{os.cpu_count()} cores, and two workers with one thread each use the same two cores as one worker "
+            "with two threads. They can only win what llama.cpp loses to threading: one worker gets "
+            f"{fmt(one_t2 / one_t1)}x from its second thread, two workers {fmt(two / one_t1)}x from a second "
+            "process. The two generations also share the memory bandwidth (each reads all ~200 MB of weights per "
+            "token) and the cores with the API, Redis, the client and the workers' event loops. 1.7x over the best "
+            "single worker needs hardware per worker: a GPU each (what `bodhi local-worker --gpu N` is for) or "
+            f"cores of its own. The dispatch did spread the requests evenly ({scaling[2].per_worker()})."
+        )
+    if two / one_t1 < MIN_SCALING:
+        lines.append(
+            f"- Two workers against one with the same thread count ({fmt(two / one_t1)}x): each worker has a core "
+            "of its own, but shares it with the API, Redis, the client and the event loops, and the two share the "
+            "memory bandwidth. Without the gateway two such processes get "
+            f"{fmt(ref[3] / ref[2])}x (n_threads_batch 1, as the worker) and {fmt(ref[1] / ref[0])}x with "
+            "llama-cpp-python's default `n_threads_batch`."
+        )
+    return lines
+
+
+def findings(scaling: list[Scaling], single: dict[str, Single], reference: list[Reference]) -> list[str]:
+    """The gateway's local path, as seen from these runs."""
+    gaps = scaling[0].gaps()
+    gap = 1000 * statistics.median(gaps) if gaps else float("nan")
+    ttft = 1000 * single[DIRECT].median(lambda x: x.ttft)
+    longest_wait = max((stream.ttft for setup in scaling for streams, _ in setup.runs for stream in streams), default=0)
+    return [
+        f"- Queued requests wait for their turn: with the API's default timeouts (`BODHI_PICKUP_TIMEOUT` 10 s, "
+        f"`BODHI_QUEUE_TIMEOUT` 600 s), every one of the {CONCURRENT} concurrent requests to one worker was served; "
+        f"the last waited {fmt(longest_wait, 1)} s for its first token. A request fails with 503 only when no worker "
+        "of its queue has taken or run a job for the pickup timeout, or after the queue timeout.",
+        "- A worker's thread budget covers prompt processing: `n_threads_batch` follows the alias's `n_threads`. "
+        "Without the gateway, two one-thread processes get "
+        f"{fmt(reference[1].throughput / reference[0].throughput)}x one process with llama-cpp-python's default "
+        f"(`n_threads_batch` = the number of CPUs) and {fmt(reference[3].throughput / reference[2].throughput)}x "
+        "with `n_threads_batch` 1, as the worker sets it.",
+        f"- Hand-off between queued jobs: with one worker (n_threads 2), the next answer's first token came "
+        f"{fmt(gap, 0)} ms (p50) after the previous answer ended, against a time to first token of {fmt(ttft, 0)} ms "
+        "for one stream on an idle model: "
+        + (
+            "the gap is prompt processing; the hand-off costs nothing measurable."
+            if gap - ttft < 50
+            else f"{fmt(gap - ttft, 0)} ms more than prompt processing alone."
+        ),
+        "- The model as the worker loads it (`embedding=True`, `MeteredLlama`) generates as fast as a plain "
+        "`Llama` within the noise of these runs (compare the first two rows of the first table).",
+    ]
+
+
+def machine() -> list[str]:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "?"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory = f"{int(Path('/proc/meminfo').read_text().split()[1]) / 2**20:.0f} GiB"
+    import llama_cpp
+
+    return [
+        f"{os.cpu_count()} CPUs ({cpu}), {memory} RAM, no GPU used",
+        f"Python {platform.python_version()}, llama-cpp-python {llama_cpp.__version__}",
+        platform.platform(),
+    ]
+
+
+def git_commit() -> str:
+    """The commit measured, marked when the working tree has changes on top of it (read-only git calls)."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # `git status` must not even refresh the index
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+            env=env,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+            env=env,
+        )
+        if head.returncode == 0:
+            return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
+    return "unknown"
+
+
+def report(
+    single: dict[str, Single],
+    scaling: list[Scaling],
+    reference: list[Reference],
+    *,
+    plan: Plan,
+    quick: bool,
+    params: int,
+    seconds: float,
+    load_before: str,
+    watch: Watch,
+) -> str:
+    load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    prompt_tokens = single[GATEWAY].streams[0].prompt_tokens
+    return "\n".join(
+        [
+            "# Local-model benchmark results",
+            "",
+            f"`uv run python bench/local.py{' --quick' if quick else ''}` on "
+            f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, commit {git_commit()}, {seconds:.0f} s.",
+            "",
+            f"- Machine: {'; '.join(machine())}; load average before the run {load_before}, after {load_after}",
+            f"- Other work on the machine while measuring: {watch.summary()}",
+            f"- Model: {MODEL_PATH.name}, random weights, llama architecture ({N_LAYER} layers, n_embd {N_EMBD}, "
+            f"{N_HEAD} heads, n_ff {N_FF}, byte vocabulary of {tiny_gguf.N_VOCAB} tokens), F16: "
+            f"{params / 1e6:.1f}M parameters, {MODEL_PATH.stat().st_size / 1e6:.0f} MB",
+            f"- Every request: a chat completion, streamed, `max_tokens` {plan.max_tokens}, temperature 0, seed "
+            f"{SEED}, n_ctx {N_CTX}; a different prompt each ({prompt_tokens} prompt tokens after the chat "
+            "template; the vocabulary is bytes, a space costs three), the same prompts for every target. "
+            "The model can only emit one-character tokens and never end-of-generation, so every answer is exactly "
+            "`max_tokens` tokens "
+            "(checked: text length, `finish_reason` `length`, and the gateway's usage).",
+            "",
+            "## One stream at a time",
+            "",
+            f"Each target alone on the machine, taking turns, {plan.rounds} rounds after a warm-up; medians. "
+            "TTFT: from sending the request to the first chunk with content; tokens/s: tokens after the first chunk "
+            "/ time from the first to the last chunk with content. CPU s/request: CPU time of each process over the "
+            "timed requests, divided by their number (Redis: the server's whole CPU time meanwhile).",
+            "",
+            f"- direct: `llama_cpp.Llama(path, n_ctx={N_CTX}, n_threads={N_THREADS}, verbose=False)` in this process, "
+            "`create_chat_completion(stream=True)`",
+            "- direct, worker's engine: the same, but the model loaded and called as the local worker does it "
+            f"(`bodhi_local_worker.engine.load(path, n_ctx={N_CTX}, n_threads={N_THREADS})`: `MeteredLlama`, "
+            "`embedding=True`; `generation.metered`), in this process: the engine without the transport",
+            f"- gateway: `bodhi api` + one `bodhi local-worker --models {ALIAS}` (alias context_params "
+            f"n_ctx {N_CTX}, n_threads {N_THREADS}), Postgres and Redis on loopback, `BODHI_LOG_LEVEL=WARNING`; "
+            "httpx client",
+            f"- llama_cpp.server: `python -m llama_cpp.server --model ... --n_ctx {N_CTX} --n_threads {N_THREADS}`; "
+            "httpx client",
+            "",
+            single_table(single, plan),
+            "",
+            f"## {CONCURRENT} concurrent requests: one local worker vs. two",
+            "",
+            f"{CONCURRENT} streams sent at once through the gateway; tokens/s = all tokens / wall time until the last "
+            "ended. A local worker runs one generation at a time, so the others wait in the alias's queue (the API "
+            "with its default timeouts: a request waits for its turn while the queue is active). Thread counts come "
+            "from the alias (context_params), so each setup has an alias of its own "
+            f"on the same file: `{ALIAS}` (n_threads 2), `{ALIAS_ONE_THREAD}` and `{ALIAS_TWO_WORKERS}` (n_threads "
+            "1); all the workers run throughout (idle ones only heartbeat), and the setups take turns. "
+            "Each worker processes prompts with as many threads as it generates with (`n_threads_batch` follows the "
+            "alias's `n_threads`: `bodhi_local_worker.engine.load`).",
+            "",
+            scaling_table(scaling),
+            "",
+            "The same without the gateway: the requests split over one or two processes that each call llama.cpp "
+            "(`Llama(n_threads=1)`, `n_threads_batch` llama-cpp-python's default, the number of CPUs, or 1 as the "
+            "worker sets it) one request after the other.",
+            "",
+            reference_table(reference),
+            "",
+            "## Targets",
+            "",
+            *verdicts(single, scaling, reference),
+            "",
+            *(["## Why", "", *why, ""] if (why := explanations(single, scaling, reference)) else []),
+            "## The gateway's local path",
+            "",
+            *findings(scaling, single, reference),
+            "",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the cleanup runs."""
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(quick: bool) -> int:
+    started = time.monotonic()
+    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    plan = Plan.of(quick)
+    params = ensure_model()
+    with contextlib.ExitStack() as stack, terminate_on_sigterm():
+        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bodhi-local-bench-")))
+        try:
+            import llama_cpp
+
+            from bodhi_local_worker import engine as worker_engine
+
+            direct = llama_cpp.Llama(str(MODEL_PATH), n_ctx=N_CTX, n_threads=N_THREADS, verbose=False)
+            stack.callback(direct.close)
+            engine = worker_engine.load(str(MODEL_PATH), n_ctx=N_CTX, n_threads=N_THREADS)
+            stack.callback(engine.close)
+            gateway = start_gateway(stack, logs)
+            gateway.start_worker(ALIAS)
+            log(f"gateway on {gateway.url}, one local worker")
+            server_url, server = start_llama_server(stack, logs)
+            log(f"llama_cpp.server on {server_url}")
+            watch = Watch(
+                lambda: [os.getpid(), *(child.popen.pid for child in (gateway.api, *gateway.workers, server))]
+            )
+            single = measure_single(
+                plan, gateway, watch, server_url=server_url, server=server, direct=direct, engine=engine
+            )
+            server.stop()  # not needed any more
+            scaling = measure_scaling(plan, gateway, watch)
+            reference = measure_reference(plan, watch)
+        except BaseException:
+            kept = Path(tempfile.mkdtemp(prefix="bodhi-local-bench-logs-"))
+            shutil.copytree(logs, kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("bodhi-home"))
+            log(f"the processes' logs are kept in {kept}")
+            raise
+        text = report(
+            single,
+            scaling,
+            reference,
+            plan=plan,
+            quick=quick,
+            params=params,
+            seconds=time.monotonic() - started,
+            load_before=load_before,
+            watch=watch,
+        )
+        log("stopping everything")
+    from results_file import write_section  # bench/, the script's directory (imported here: gpu_check imports us)
+
+    write_section("local", text)
+    print(text)
+    print("(written to bench/RESULTS.md, section local)")
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="32-token answers, 2 rounds, 1 repetition")
+    parser.add_argument("--reference-child", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.reference_child:
+        reference_child(*args.reference_child)
+        return
+    try:
+        sys.exit(run(args.quick))
+    except KeyboardInterrupt:
+        log("interrupted; everything was stopped")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
