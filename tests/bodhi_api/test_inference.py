@@ -274,6 +274,82 @@ async def test_a_request_waits_behind_busy_workers_at_most_the_queue_timeout(
     assert 2 <= elapsed < 4
 
 
+async def test_a_stream_queued_behind_a_busy_worker_starts_with_keep_alives(
+    start_gateway: StartGateway, register_upstream: RegisterUpstream
+) -> None:
+    own = await asyncio.to_thread(
+        start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_MAX_JOBS="1", BODHI_SSE_KEEPALIVE_INTERVAL="0.3"
+    )
+    model = await register_upstream(Script(chunks=6, delay=0.4))  # ~2 s each
+    body = {"model": model, "messages": MESSAGES, "stream": True}
+    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
+        first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+        await asyncio.sleep(0.3)  # the first is running
+        async with http.stream("POST", "/v1/chat/completions", json=body) as queued:
+            lines = [line async for line in queued.aiter_lines() if line]
+        assert (await first).status_code == 200
+
+    assert queued.status_code == 200
+    assert queued.headers["content-type"].startswith("text/event-stream")
+    assert lines[0] == ": keep-alive"  # sent while it waited for the worker
+    data = [line for line in lines if line.startswith("data: ")]
+    assert len(data) == 6 + 1
+    assert data[-1] == "data: [DONE]"
+
+
+async def test_a_queued_stream_that_waits_too_long_ends_with_an_in_band_error(
+    start_gateway: StartGateway, register_upstream: RegisterUpstream
+) -> None:
+    own = await asyncio.to_thread(
+        start_gateway,
+        BODHI_PICKUP_TIMEOUT="1",
+        BODHI_QUEUE_TIMEOUT="2",
+        BODHI_MAX_JOBS="1",
+        BODHI_SSE_KEEPALIVE_INTERVAL="0.3",
+    )
+    model = await register_upstream(Script(chunks=11, delay=0.5))  # ~5 s
+    body = {"model": model, "messages": MESSAGES, "stream": True}
+    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
+        first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+        await asyncio.sleep(0.5)
+        async with http.stream("POST", "/v1/chat/completions", json=body) as queued:
+            lines = [line async for line in queued.aiter_lines() if line]
+        assert (await first).status_code == 200
+
+    assert queued.status_code == 200
+    data = [line for line in lines if line.startswith("data: ")]
+    assert data[-1] == "data: [DONE]"
+    error = json.loads(data[-2][len("data: ") :])["error"]
+    assert error["code"] == "no_worker_available"
+    assert "waited 2 s behind other requests" in error["message"]
+
+
+async def test_a_client_that_leaves_while_queued_withdraws_its_job(
+    start_gateway: StartGateway, register_upstream: RegisterUpstream, fake_upstream: FakeUpstream
+) -> None:
+    own = await asyncio.to_thread(
+        start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_MAX_JOBS="1", BODHI_SSE_KEEPALIVE_INTERVAL="0.3"
+    )
+    model = await register_upstream(Script(chunks=6, delay=0.4))  # ~2 s
+    body = {"model": model, "messages": MESSAGES, "stream": True}
+    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
+        first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+        await asyncio.sleep(0.3)
+        async with http.stream("POST", "/v1/chat/completions", json=body) as queued:
+            async for line in queued.aiter_lines():
+                assert line == ": keep-alive"
+                break  # the client leaves while its request still waits
+        assert (await first).status_code == 200
+    await asyncio.sleep(1.5)  # time for the worker to take a next job, were there one
+
+    assert len(fake_upstream.requests_for(model)) == 1
+    redis = aioredis.Redis.from_url(own.env["BODHI_REDIS_URL"])
+    try:
+        assert await redis.zcard(f"{own.env['BODHI_REDIS_PREFIX']}:queue:remote") == 0
+    finally:
+        await redis.aclose()
+
+
 async def test_usage_is_recorded_with_the_providers_numbers(
     gateway: Gateway, register_upstream: RegisterUpstream
 ) -> None:

@@ -62,6 +62,7 @@ async def dispatch(
     queue = target.queue
     subscription = resources.hub.open(request_id)  # before the job exists: no event can be missed
     reader = EventReader(resources, subscription)
+    enqueued = False
     try:
         try:
             await enqueue_if_capacity(
@@ -86,12 +87,15 @@ async def dispatch(
             raise NoWorkerAvailable(
                 f"No worker is running to serve {subject}. Start {target.start_hint}, then retry."
             ) from None
+        enqueued = True
         started = await _wait_for_pickup(
             resources, target=target, subscription=subscription, request_id=request_id, subject=subject
         )
         return reader, await reader.first_content(started)
     except BaseException:
         resources.hub.close(subscription)
+        if enqueued:  # e.g. the client left while it waited: nobody should run it (no-op once a worker took it)
+            resources.spawn(withdraw_job(redis, queue=queue, job_id=request_id))
         # Harmless when the worker already finished (or never started): cancelling an unknown job does nothing.
         resources.spawn(publish_cancel(redis, keys.cancel_channel, request_id))
         raise

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +15,7 @@ from bodhi_api.auth.principal import Principal
 from bodhi_api.dispatch import QueueTarget, dispatch
 from bodhi_api.model_routing import Route, resolve_model
 from bodhi_api.resources import Resources
-from bodhi_api.token_stream import Outcome, Relay
+from bodhi_api.token_stream import SSE_DONE, SSE_KEEPALIVE, EventReader, Outcome, Relay, sse_data
 from bodhi_api.usage import UsageRecord, tokens_of
 from bodhi_shared.contract import INFERENCE_FUNCTION, Endpoint, EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError
@@ -129,11 +131,9 @@ async def run_inference(
     timer = RequestTimer(
         resources, principal, request_id=request_id, endpoint=endpoint, model=request.model, route=route
     )
-    try:
-        target = (
-            QueueTarget.local(resources.keys, route.local.alias) if route.local else QueueTarget.remote(resources.keys)
-        )
-        reader, first = await dispatch(
+    target = QueueTarget.local(resources.keys, route.local.alias) if route.local else QueueTarget.remote(resources.keys)
+    dispatching = asyncio.ensure_future(
+        dispatch(
             resources,
             target=target,
             function=INFERENCE_FUNCTION,
@@ -141,6 +141,19 @@ async def run_inference(
             request_id=request_id,
             subject=f"model `{request.model}`",
         )
+    )
+    if stream:
+        await asyncio.wait({dispatching}, timeout=resources.settings.sse_keepalive_interval)
+        if not dispatching.done():
+            # Still queued behind busy workers, or waiting for the first token: start the stream now and keep the
+            # connection alive (load balancers cut idle ones); from here on an error reaches the client in-band.
+            return StreamingResponse(
+                _stream_once_dispatched(resources, dispatching, timer, request_id),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS,
+            )
+    try:
+        reader, first = await dispatching
     except BodhiError as exc:
         timer.finish(Outcome("error", exc.status_code))
         raise
@@ -165,6 +178,34 @@ def _single_response(relay: Relay, first: StreamEvent) -> Response:
         raise BodhiError(f"The worker answered a non-streamed request with a {first.kind.name} event.")
     relay.close(Outcome("ok", 200, first.usage, worker_finished=True))
     return Response(first.data, media_type="application/json")
+
+
+async def _stream_once_dispatched(
+    resources: Resources,
+    dispatching: asyncio.Future[tuple[EventReader, StreamEvent]],
+    timer: RequestTimer,
+    request_id: str,
+) -> AsyncIterator[bytes]:
+    """A stream whose response started before a worker sent its first content: keep-alives until it does, then
+    the relay; a failure meanwhile becomes an in-band error. A client that leaves meanwhile withdraws the job."""
+    try:
+        while not dispatching.done():
+            yield SSE_KEEPALIVE
+            await asyncio.wait({dispatching}, timeout=resources.settings.sse_keepalive_interval)
+    finally:
+        if not dispatching.done():
+            dispatching.cancel()
+            timer.finish(Outcome())
+    try:
+        reader, first = dispatching.result()
+    except BodhiError as exc:
+        timer.finish(Outcome("error", exc.status_code))
+        yield sse_data(exc.to_json()) + SSE_DONE
+        return
+    timer.first_content()
+    relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish)
+    async for frame in _counted(resources, relay):
+        yield frame
 
 
 async def _counted(resources: Resources, relay: Relay) -> Any:
