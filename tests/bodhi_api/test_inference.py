@@ -236,6 +236,14 @@ async def test_a_job_no_worker_takes_is_withdrawn_with_503(
     assert left_in_queue == 0
 
 
+async def upstream_has_seen(fake_upstream: FakeUpstream, model: str, count: int = 1) -> None:
+    """Wait until the fake upstream has received ``count`` requests for ``model`` (a worker is running them)."""
+    deadline = time.monotonic() + 10
+    while len(fake_upstream.requests_for(model)) < count:
+        assert time.monotonic() < deadline, f"the upstream never saw {count} request(s) for {model}"
+        await asyncio.sleep(0.02)
+
+
 async def test_requests_queued_behind_a_busy_worker_wait_past_the_pickup_timeout(
     start_gateway: StartGateway, register_upstream: RegisterUpstream
 ) -> None:
@@ -254,14 +262,14 @@ async def test_requests_queued_behind_a_busy_worker_wait_past_the_pickup_timeout
 
 
 async def test_a_request_waits_behind_busy_workers_at_most_the_queue_timeout(
-    start_gateway: StartGateway, register_upstream: RegisterUpstream
+    start_gateway: StartGateway, register_upstream: RegisterUpstream, fake_upstream: FakeUpstream
 ) -> None:
     own = await asyncio.to_thread(start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_QUEUE_TIMEOUT="2", BODHI_MAX_JOBS="1")
     model = await register_upstream(Script(chunks=11, delay=0.5))  # ~5 s
     body = {"model": model, "messages": MESSAGES, "stream": True}
     async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
         first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
-        await asyncio.sleep(0.5)  # the first is running
+        await upstream_has_seen(fake_upstream, model)  # the first is running
         started = time.monotonic()
         queued = await http.post("/v1/chat/completions", json=body)
         elapsed = time.monotonic() - started
@@ -275,7 +283,7 @@ async def test_a_request_waits_behind_busy_workers_at_most_the_queue_timeout(
 
 
 async def test_a_stream_queued_behind_a_busy_worker_starts_with_keep_alives(
-    start_gateway: StartGateway, register_upstream: RegisterUpstream
+    start_gateway: StartGateway, register_upstream: RegisterUpstream, fake_upstream: FakeUpstream
 ) -> None:
     own = await asyncio.to_thread(
         start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_MAX_JOBS="1", BODHI_SSE_KEEPALIVE_INTERVAL="0.3"
@@ -284,7 +292,7 @@ async def test_a_stream_queued_behind_a_busy_worker_starts_with_keep_alives(
     body = {"model": model, "messages": MESSAGES, "stream": True}
     async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
         first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
-        await asyncio.sleep(0.3)  # the first is running
+        await upstream_has_seen(fake_upstream, model)  # the first is running
         async with http.stream("POST", "/v1/chat/completions", json=body) as queued:
             lines = [line async for line in queued.aiter_lines() if line]
         assert (await first).status_code == 200
@@ -298,7 +306,7 @@ async def test_a_stream_queued_behind_a_busy_worker_starts_with_keep_alives(
 
 
 async def test_a_queued_stream_that_waits_too_long_ends_with_an_in_band_error(
-    start_gateway: StartGateway, register_upstream: RegisterUpstream
+    start_gateway: StartGateway, register_upstream: RegisterUpstream, fake_upstream: FakeUpstream
 ) -> None:
     own = await asyncio.to_thread(
         start_gateway,
@@ -311,7 +319,7 @@ async def test_a_queued_stream_that_waits_too_long_ends_with_an_in_band_error(
     body = {"model": model, "messages": MESSAGES, "stream": True}
     async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
         first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
-        await asyncio.sleep(0.5)
+        await upstream_has_seen(fake_upstream, model)  # the first is running
         async with http.stream("POST", "/v1/chat/completions", json=body) as queued:
             lines = [line async for line in queued.aiter_lines() if line]
         assert (await first).status_code == 200
@@ -334,7 +342,7 @@ async def test_a_client_that_leaves_while_queued_withdraws_its_job(
     body = {"model": model, "messages": MESSAGES, "stream": True}
     async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
         first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
-        await asyncio.sleep(0.3)
+        await upstream_has_seen(fake_upstream, model)  # the first is running
         async with http.stream("POST", "/v1/chat/completions", json=body) as queued:
             async for line in queued.aiter_lines():
                 assert line == ": keep-alive"

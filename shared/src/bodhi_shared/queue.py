@@ -142,13 +142,16 @@ ACTIVE_TTL_MS = 86_400_000
 
 
 # arq's start_jobs claims a job with WATCH, EXISTS, ZSCORE and MULTI/PSETEX/EXEC: four round trips. The same
-# checks in one atomic script: not already in progress, still queued, due; then mark it in progress, and note the
-# time on the queue (``active_at_key``).
+# checks in one atomic script: not already in progress, still queued, due; then mark it in progress, take it off
+# the queue (arq leaves it there until it finishes: the API's ``withdraw_job`` could then "withdraw" a job a worker
+# is running, and the queue's depth would count running jobs as waiting; jobs are never retried, so nothing needs
+# it there), and note the time on the queue (``active_at_key``).
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
 redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[4])
 return score
 """
@@ -164,6 +167,7 @@ class WakeableWorker(Worker):
         self._wake_channel = wake_channel
         self._wake = asyncio.Event()
         self._announced: list[bytes] = []  # job ids from wake messages, not started yet
+        self._last_active = 0.0  # monotonic time this worker last noted on its queue that it works
 
     async def main(self) -> None:
         # Same start-up as arq's Worker.main; the loop below replaces its fixed-interval poll().
@@ -193,8 +197,10 @@ class WakeableWorker(Worker):
                 if not announced or time.monotonic() - last_poll >= self.poll_delay_s:
                     last_poll = time.monotonic()
                     await self._poll_iteration()  # the queue itself, finished tasks, arq's health check
-                    if self.job_counter:  # busy: requests queued behind this worker's jobs wait for their turn
-                        await self.pool.set(active_at_key(self.queue_name), timestamp_ms(), px=ACTIVE_TTL_MS)
+                if self.job_counter and time.monotonic() - self._last_active >= self.poll_delay_s:
+                    # Busy: requests queued behind this worker's jobs wait for their turn (see active_at_key).
+                    self._last_active = time.monotonic()
+                    await self.pool.set(active_at_key(self.queue_name), timestamp_ms(), px=ACTIVE_TTL_MS)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
         finally:
@@ -232,11 +238,16 @@ class WakeableWorker(Worker):
                 self.job_counter -= 1
                 self.sem.release()
                 continue
+            self._last_active = time.monotonic()  # the claim noted it on the queue
             task = self.loop.create_task(self.run_job(job_id, int(float(score))))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
 
     def _release_sem_dec_counter_on_complete(self) -> None:
-        # A finished job frees a slot: look at the queue again instead of waiting for the next poll.
+        # A finished job that frees the last slot: look at the queue again (jobs announced while the worker was
+        # full were left there) instead of waiting for the next poll. With slots to spare, announced jobs start
+        # at once, so a poll here would only delay the next one.
+        was_full = self.job_counter >= self.max_jobs
         super()._release_sem_dec_counter_on_complete()
-        self._wake.set()
+        if was_full:
+            self._wake.set()
