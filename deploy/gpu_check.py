@@ -79,6 +79,19 @@ class GpuSamples:
             self.stop.wait(0.2)
 
 
+@contextlib.contextmanager
+def sampling_gpu() -> Iterator[GpuSamples]:
+    """``nvidia-smi`` sampled in a thread while the block runs."""
+    samples = GpuSamples()
+    sampler = threading.Thread(target=samples.run, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        samples.stop.set()
+        sampler.join()
+
+
 def _smi(*args: str) -> str:
     try:
         return subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=10, check=False).stdout
@@ -160,14 +173,8 @@ def gpu_count() -> int:
 def measure(http: httpx.Client, alias: str, rounds: int, max_tokens: int) -> tuple[list[Answer], GpuSamples]:
     wait_until(lambda: http.get("/health").json()["workers"]["local"] >= 1, "a local worker")
     stream_chat(http, alias, "warm-up: load the model", 8)  # loads the model (timed apart from the answers)
-    samples = GpuSamples()
-    sampler = threading.Thread(target=samples.run, daemon=True)
-    sampler.start()
-    try:
+    with sampling_gpu() as samples:
         answers = [stream_chat(http, alias, PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(rounds)]
-    finally:
-        samples.stop.set()
-        sampler.join()
     return answers, samples
 
 
@@ -205,10 +212,7 @@ def measure_direct(model: Path, gpu: int, rounds: int, max_tokens: int) -> tuple
     """The same answers from ``llama_cpp.Llama`` in a process of its own, pinned like the worker: the baseline."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
     argv = [sys.executable, "-X", "faulthandler", __file__, "--direct-child", str(model)]
-    samples = GpuSamples()
-    sampler = threading.Thread(target=samples.run, daemon=True)
-    sampler.start()
-    try:
+    with sampling_gpu() as samples:
         done = subprocess.run(
             [*argv, "--rounds", str(rounds), "--max-tokens", str(max_tokens)],
             env=env,
@@ -217,9 +221,6 @@ def measure_direct(model: Path, gpu: int, rounds: int, max_tokens: int) -> tuple
             timeout=300,
             check=False,
         )
-    finally:
-        samples.stop.set()
-        sampler.join()
     answers = [Answer(**json.loads(line)) for line in done.stdout.splitlines() if line.startswith("{")]
     if len(answers) < rounds:
         raise RuntimeError(f"exit {done.returncode} after {len(answers)} answers: {done.stderr[-1500:]}")

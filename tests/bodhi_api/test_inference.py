@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import openai
@@ -244,12 +247,31 @@ async def upstream_has_seen(fake_upstream: FakeUpstream, model: str, count: int 
         await asyncio.sleep(0.02)
 
 
+async def one_job_gateway(start_gateway: StartGateway, **settings: str) -> Gateway:
+    """A gateway whose remote worker runs one job at a time (as a local worker does), with a 1 s pickup timeout."""
+    return await asyncio.to_thread(start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_MAX_JOBS="1", **settings)
+
+
+@contextlib.asynccontextmanager
+async def behind_a_running_request(
+    own: Gateway, fake_upstream: FakeUpstream, model: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Any]]]:
+    """A client whose first streamed request for ``model`` runs on ``own``'s one-job worker; yields the client and
+    the body of another request, which queues behind it. The first must end well."""
+    body = {"model": model, "messages": MESSAGES, "stream": True}
+    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
+        first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
+        await upstream_has_seen(fake_upstream, model)  # the first is running
+        yield http, body
+        assert (await first).status_code == 200
+
+
 async def test_requests_queued_behind_a_busy_worker_wait_past_the_pickup_timeout(
     start_gateway: StartGateway, register_upstream: RegisterUpstream
 ) -> None:
     # One job at a time (as a local worker runs them), each answer ~2.4 s, a pickup timeout of 1 s: the requests
     # behind the first wait for their turn (the queue keeps moving), none gets 503.
-    own = await asyncio.to_thread(start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_MAX_JOBS="1")
+    own = await one_job_gateway(start_gateway)
     model = await register_upstream(Script(chunks=7, delay=0.4))
     body = {"model": model, "messages": MESSAGES, "stream": True}
     started = time.monotonic()
@@ -264,16 +286,12 @@ async def test_requests_queued_behind_a_busy_worker_wait_past_the_pickup_timeout
 async def test_a_request_waits_behind_busy_workers_at_most_the_queue_timeout(
     start_gateway: StartGateway, register_upstream: RegisterUpstream, fake_upstream: FakeUpstream
 ) -> None:
-    own = await asyncio.to_thread(start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_QUEUE_TIMEOUT="2", BODHI_MAX_JOBS="1")
+    own = await one_job_gateway(start_gateway, BODHI_QUEUE_TIMEOUT="2")
     model = await register_upstream(Script(chunks=11, delay=0.5))  # ~5 s
-    body = {"model": model, "messages": MESSAGES, "stream": True}
-    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
-        first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
-        await upstream_has_seen(fake_upstream, model)  # the first is running
+    async with behind_a_running_request(own, fake_upstream, model) as (http, body):
         started = time.monotonic()
-        queued = await http.post("/v1/chat/completions", json=body)
+        queued = await http.post("/v1/chat/completions", json=body | {"stream": False})
         elapsed = time.monotonic() - started
-        assert (await first).status_code == 200
 
     assert queued.status_code == 503, queued.text
     error = queued.json()["error"]
@@ -285,17 +303,13 @@ async def test_a_request_waits_behind_busy_workers_at_most_the_queue_timeout(
 async def test_a_stream_queued_behind_a_busy_worker_starts_with_keep_alives(
     start_gateway: StartGateway, register_upstream: RegisterUpstream, fake_upstream: FakeUpstream
 ) -> None:
-    own = await asyncio.to_thread(
-        start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_MAX_JOBS="1", BODHI_SSE_KEEPALIVE_INTERVAL="0.3"
-    )
+    own = await one_job_gateway(start_gateway, BODHI_SSE_KEEPALIVE_INTERVAL="0.3")
     model = await register_upstream(Script(chunks=6, delay=0.4))  # ~2 s each
-    body = {"model": model, "messages": MESSAGES, "stream": True}
-    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
-        first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
-        await upstream_has_seen(fake_upstream, model)  # the first is running
-        async with http.stream("POST", "/v1/chat/completions", json=body) as queued:
-            lines = [line async for line in queued.aiter_lines() if line]
-        assert (await first).status_code == 200
+    async with (
+        behind_a_running_request(own, fake_upstream, model) as (http, body),
+        http.stream("POST", "/v1/chat/completions", json=body) as queued,
+    ):
+        lines = [line async for line in queued.aiter_lines() if line]
 
     assert queued.status_code == 200
     assert queued.headers["content-type"].startswith("text/event-stream")
@@ -308,21 +322,13 @@ async def test_a_stream_queued_behind_a_busy_worker_starts_with_keep_alives(
 async def test_a_queued_stream_that_waits_too_long_ends_with_an_in_band_error(
     start_gateway: StartGateway, register_upstream: RegisterUpstream, fake_upstream: FakeUpstream
 ) -> None:
-    own = await asyncio.to_thread(
-        start_gateway,
-        BODHI_PICKUP_TIMEOUT="1",
-        BODHI_QUEUE_TIMEOUT="2",
-        BODHI_MAX_JOBS="1",
-        BODHI_SSE_KEEPALIVE_INTERVAL="0.3",
-    )
+    own = await one_job_gateway(start_gateway, BODHI_QUEUE_TIMEOUT="2", BODHI_SSE_KEEPALIVE_INTERVAL="0.3")
     model = await register_upstream(Script(chunks=11, delay=0.5))  # ~5 s
-    body = {"model": model, "messages": MESSAGES, "stream": True}
-    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
-        first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
-        await upstream_has_seen(fake_upstream, model)  # the first is running
-        async with http.stream("POST", "/v1/chat/completions", json=body) as queued:
-            lines = [line async for line in queued.aiter_lines() if line]
-        assert (await first).status_code == 200
+    async with (
+        behind_a_running_request(own, fake_upstream, model) as (http, body),
+        http.stream("POST", "/v1/chat/completions", json=body) as queued,
+    ):
+        lines = [line async for line in queued.aiter_lines() if line]
 
     assert queued.status_code == 200
     data = [line for line in lines if line.startswith("data: ")]
@@ -335,19 +341,15 @@ async def test_a_queued_stream_that_waits_too_long_ends_with_an_in_band_error(
 async def test_a_client_that_leaves_while_queued_withdraws_its_job(
     start_gateway: StartGateway, register_upstream: RegisterUpstream, fake_upstream: FakeUpstream
 ) -> None:
-    own = await asyncio.to_thread(
-        start_gateway, BODHI_PICKUP_TIMEOUT="1", BODHI_MAX_JOBS="1", BODHI_SSE_KEEPALIVE_INTERVAL="0.3"
-    )
+    own = await one_job_gateway(start_gateway, BODHI_SSE_KEEPALIVE_INTERVAL="0.3")
     model = await register_upstream(Script(chunks=6, delay=0.4))  # ~2 s
-    body = {"model": model, "messages": MESSAGES, "stream": True}
-    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=60) as http:
-        first = asyncio.create_task(http.post("/v1/chat/completions", json=body))
-        await upstream_has_seen(fake_upstream, model)  # the first is running
-        async with http.stream("POST", "/v1/chat/completions", json=body) as queued:
-            async for line in queued.aiter_lines():
-                assert line == ": keep-alive"
-                break  # the client leaves while its request still waits
-        assert (await first).status_code == 200
+    async with (
+        behind_a_running_request(own, fake_upstream, model) as (http, body),
+        http.stream("POST", "/v1/chat/completions", json=body) as queued,
+    ):
+        async for line in queued.aiter_lines():
+            assert line == ": keep-alive"
+            break  # the client leaves while its request still waits
     await asyncio.sleep(1.5)  # time for the worker to take a next job, were there one
 
     assert len(fake_upstream.requests_for(model)) == 1
