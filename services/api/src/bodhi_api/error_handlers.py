@@ -55,9 +55,12 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
+UNEXPECTED_MESSAGE = "The server had an internal error. Retry, or check the server logs."
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(BodhiError("The server had an internal error. Retry, or check the server logs."))
+    return error_response(BodhiError(UNEXPECTED_MESSAGE))
 
 
 def install_error_handlers(app: FastAPI) -> None:

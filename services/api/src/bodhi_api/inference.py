@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 
 from bodhi_api.auth.principal import Principal
 from bodhi_api.dispatch import QueueTarget, dispatch
+from bodhi_api.error_handlers import UNEXPECTED_MESSAGE
 from bodhi_api.model_routing import Route, resolve_model
 from bodhi_api.resources import Resources
 from bodhi_api.token_stream import SSE_DONE, SSE_KEEPALIVE, EventReader, Outcome, Relay, sse_data
@@ -20,6 +22,8 @@ from bodhi_api.usage import UsageRecord, tokens_of
 from bodhi_shared.contract import INFERENCE_FUNCTION, Endpoint, EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError
 from bodhi_shared.openai_wire import parse_inference_request
+
+log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 WORKER_HEADER = "X-Bodhi-Worker"
@@ -198,9 +202,12 @@ async def _stream_once_dispatched(
             timer.finish(Outcome())
     try:
         reader, first = dispatching.result()
-    except BodhiError as exc:
-        timer.finish(Outcome("error", exc.status_code))
-        yield sse_data(exc.to_json()) + SSE_DONE
+    except Exception as exc:  # the response has started: every failure goes in-band, as the error handlers would
+        error = exc if isinstance(exc, BodhiError) else BodhiError(UNEXPECTED_MESSAGE)
+        if not isinstance(exc, BodhiError):
+            log.error("request %s failed while it waited for a worker", request_id, exc_info=exc)
+        timer.finish(Outcome("error", error.status_code))
+        yield sse_data(error.to_json()) + SSE_DONE
         return
     timer.first_content()
     relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish)
