@@ -17,38 +17,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import itertools
 import json
-import math
 import os
-import platform
 import select
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+if __package__:  # imported as `bench.local` (deploy/gpu_check.py imports write_bench_gguf): bench/ is not on sys.path
+    from bench import common
+else:  # run as a script: bench/ is the script directory
+    import common  # puts the repository root on sys.path, for `tests.support`
+from tests.support import tiny_gguf
+
 T = TypeVar("T")
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # `tests.support` helpers, when run as a script
-
-from tests.support import tiny_gguf  # noqa: E402
-
-CACHE = BENCH / ".cache"
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+log = common.logger("local-bench")
+fmt = common.fmt
+CACHE = common.BENCH / ".cache"
 
 # The model: llama architecture, byte vocabulary (259 tokens), F16 matrices, ~99.5M parameters.
 N_EMBD, N_LAYER, N_HEAD, N_FF = 768, 12, 12, 2560
@@ -65,6 +58,7 @@ ALIAS = "bench-local"  # n_threads 2
 ALIAS_ONE_THREAD = "bench-local-t1"  # n_threads 1, one worker
 ALIAS_TWO_WORKERS = "bench-local-t1x2"  # n_threads 1, two workers
 CONCURRENT = 8
+STOP_TIMEOUT = 20  # seconds from SIGTERM to SIGKILL for the gateway's processes and the server
 MAX_TOKENS_FULL = 128
 
 # Targets of the product issue.
@@ -93,10 +87,6 @@ class Plan:
         )
 
 
-def log(message: str) -> None:
-    print(f"[local-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------- the model
 
 
@@ -119,10 +109,7 @@ def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
     def ones(size: int) -> Any:
         return np.ones(size, dtype=np.float32)  # norms stay F32, as llama.cpp's converters write them
 
-    def name(tensor: gguf.MODEL_TENSOR, layer: int | None = None) -> str:
-        base = gguf.TENSOR_NAMES[tensor]
-        return (base.format(bid=layer) if layer is not None else base) + ".weight"
-
+    name = tiny_gguf._tensor_name
     n_special = len(tiny_gguf.SPECIAL_TOKENS)
     output = random(tiny_gguf.N_VOCAB, N_EMBD)
     silent = np.ones(tiny_gguf.N_VOCAB, dtype=bool)
@@ -144,9 +131,7 @@ def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
             name(t.FFN_DOWN, layer): random(N_EMBD, N_FF),
         }
 
-    tokens = [*tiny_gguf.SPECIAL_TOKENS, *(f"<0x{byte:02X}>" for byte in range(256))]
-    types = [int(gguf.TokenType.UNKNOWN), int(gguf.TokenType.CONTROL), int(gguf.TokenType.CONTROL)]
-    types += [int(gguf.TokenType.BYTE)] * 256
+    tokens, scores, types = tiny_gguf._vocabulary()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")  # renamed when complete: an interrupted run leaves no broken model
     writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
@@ -163,7 +148,7 @@ def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
-    writer.add_token_scores([0.0] * tiny_gguf.N_VOCAB)
+    writer.add_token_scores(scores)
     writer.add_token_types(types)
     writer.add_unk_token_id(tiny_gguf.UNK_ID)
     writer.add_bos_token_id(tiny_gguf.BOS_ID)
@@ -189,9 +174,9 @@ def parameter_count(path: Path) -> int:
 
 def ensure_model() -> int:
     if MODEL_PATH.exists():
-        log(f"model {MODEL_PATH.relative_to(ROOT)} is there")
+        log(f"model {MODEL_PATH.relative_to(common.ROOT)} is there")
         return parameter_count(MODEL_PATH)
-    log(f"writing the model to {MODEL_PATH.relative_to(ROOT)} (once)")
+    log(f"writing the model to {MODEL_PATH.relative_to(common.ROOT)} (once)")
     started = time.monotonic()
     params = write_bench_gguf(MODEL_PATH)
     size = MODEL_PATH.stat().st_size / 1e6
@@ -315,54 +300,11 @@ async def astream_http(client: httpx.AsyncClient, url: str, body: dict[str, Any]
 # ---------------------------------------------------------------- processes
 
 
-class Child:
-    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], logs: Path) -> None:
-        self.name = name
-        self.log_path = logs / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-
-    def check_alive(self) -> None:
-        if self.popen.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, size: int = 4000) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-size:]
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-        self._log.close()
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU time of these processes (all their threads), from /proc."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
-
-
 def redis_cpu_seconds() -> float:
     """The Redis server's own CPU time (INFO cpu): all its clients, this benchmark's gateway nearly alone."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(common.REDIS_URL)
     try:
         info: dict[str, Any] = client.info("cpu")  # type: ignore[assignment]
         return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
@@ -370,131 +312,54 @@ def redis_cpu_seconds() -> float:
         client.close()
 
 
-def wait_http(url: str, child: Child, *, timeout: float, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        child.check_alive()
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{child.name} did not answer {url} within {timeout} s:\n{child.log_tail()}")
-
-
-def free_port() -> int:
-    from tests.support.fake_upstream import free_port as pick
-
-    return pick()
-
-
-def delete_redis_prefix(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-    finally:
-        client.close()
-
-
 @dataclass
 class Gateway:
-    stack: contextlib.ExitStack
-    logs: Path
-    url: str
-    env: dict[str, str]
-    api: Child
-    token: str = ""
-    workers: list[Child] = field(default_factory=list)
-    started_workers: int = 0
+    """``bodhi api`` and the local workers started beside it, each with ``start_worker``."""
+
+    api: common.Api
+    workers: list[common.Child] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return self.api.headers
 
-    def local_workers(self) -> int:
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            count: int = httpx.get(f"{self.url}/health", timeout=2).json().get("workers", {}).get("local", 0)
-            return count
-        return -1
+    @property
+    def processes(self) -> list[common.Child]:
+        return [self.api.process, *self.workers]
 
-    def start_worker(self, alias: str, *, timeout: float = 60) -> Child:
+    def start_worker(self, alias: str) -> common.Child:
         """``bodhi local-worker --models ALIAS``; returns once /health counts it."""
-        from tests.support.processes import bodhi
-
-        self.started_workers += 1
-        worker = Child(
-            f"local-worker-{self.started_workers}",
-            bodhi("local-worker", "--models", alias),
-            env=self.env,
-            logs=self.logs,
+        number = len(self.workers) + 1
+        worker = self.api.start_worker(
+            f"local-worker-{number}", "local-worker", "--models", alias, kind="local", count=number
         )
-        self.stack.callback(worker.stop)
         self.workers.append(worker)
-        wanted = len(self.workers)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            worker.check_alive()
-            if self.local_workers() >= wanted:
-                return worker
-            time.sleep(0.2)
-        raise RuntimeError(f"{worker.name} not seen at {self.url}/health within {timeout} s:\n{worker.log_tail()}")
-
-    def stop_workers(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.workers.clear()
+        return worker
 
     def create_alias(self, alias: str, n_threads: int) -> None:
-        created = httpx.post(
-            f"{self.url}/bodhi/v1/models/alias",
-            json={"alias": alias, "path": str(MODEL_PATH), "context_params": {"n_ctx": N_CTX, "n_threads": n_threads}},
-            headers=self.headers,
-            timeout=30,
+        self.api.create(
+            "/bodhi/v1/models/alias",
+            {"alias": alias, "path": str(MODEL_PATH), "context_params": {"n_ctx": N_CTX, "n_threads": n_threads}},
+            what=f"creating alias {alias}",
         )
-        if created.status_code != 201:
-            raise RuntimeError(f"creating alias {alias} failed: {created.status_code} {created.text}")
 
 
 def start_gateway(stack: contextlib.ExitStack, logs: Path) -> Gateway:
-    """``bodhi api`` on a fresh database and Redis prefix; a user, a token and the two aliases created."""
-    from bodhi_shared.crypto import load_or_create_key_pair
-    from bodhi_shared.worker_keys import KEYS_DIR
-    from tests.support.backing import create_database, drop_database, new_name
-    from tests.support.processes import bodhi, create_user_and_token
-
-    database = new_name("bench_local")
-    database_url = asyncio.run(create_database(POSTGRES_URL, database))
-    stack.callback(lambda: asyncio.run(drop_database(POSTGRES_URL, database)))
-    prefix = new_name("bench_local")
-    stack.callback(delete_redis_prefix, prefix)
-    home = logs / "bodhi-home"
-    load_or_create_key_pair(home / KEYS_DIR)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BODHI_")} | {
-        "BODHI_DATABASE_URL": database_url,
-        "BODHI_REDIS_URL": REDIS_URL,
-        "BODHI_REDIS_PREFIX": prefix,
-        "BODHI_HOME": str(home),
-        "BODHI_PORT": str(port),
-        "BODHI_LOG_LEVEL": "WARNING",
-    }
-    api = Child("bodhi-api", bodhi("api"), env=env, logs=logs)
-    stack.callback(api.stop)
-    gateway = Gateway(stack=stack, logs=logs, url=f"http://127.0.0.1:{port}", env=env, api=api)
-    wait_http(f"{gateway.url}/ping", api, timeout=60)
-    gateway.token = create_user_and_token(env, username=new_name("bench_admin"), password=new_name("pw-bench"))
+    """``bodhi api`` on a fresh database and Redis prefix; a user, a token and the three aliases created."""
+    gateway = Gateway(common.start_api(stack, logs, name="bench_local", stop_timeout=STOP_TIMEOUT))
     gateway.create_alias(ALIAS, N_THREADS)
     gateway.create_alias(ALIAS_ONE_THREAD, 1)
     gateway.create_alias(ALIAS_TWO_WORKERS, 1)
     return gateway
 
 
-def start_llama_server(stack: contextlib.ExitStack, logs: Path) -> tuple[str, Child]:
+def start_llama_server(stack: contextlib.ExitStack, logs: Path) -> tuple[str, common.Child]:
     """``python -m llama_cpp.server`` as users run it, with the alias's context params."""
-    port = free_port()
+    port = common.free_port()
     argv = [
         sys.executable,
         "-m",
@@ -513,10 +378,10 @@ def start_llama_server(stack: contextlib.ExitStack, logs: Path) -> tuple[str, Ch
         str(N_THREADS),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("BODHI_")}
-    child = Child("llama-server", argv, env=env, logs=logs)
+    child = common.Child("llama-server", argv, env=env, logs=logs, stop_timeout=STOP_TIMEOUT)
     stack.callback(child.stop)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/v1/models", child, timeout=120)
+    common.wait_http(f"{url}/v1/models", child, timeout=120)
     return url, child
 
 
@@ -535,7 +400,7 @@ class Single:
 
 
 def measure_single(
-    plan: Plan, gateway: Gateway, watch: Watch, *, server_url: str, server: Child, direct: Any, engine: Any
+    plan: Plan, gateway: Gateway, watch: Watch, *, server_url: str, server: common.Child, direct: Any, engine: Any
 ) -> dict[str, Single]:
     """Every target, one stream at a time, taking turns (the order rotates each round); medians over the rounds."""
     from bodhi_local_worker.generation import Meter, metered
@@ -562,11 +427,11 @@ def measure_single(
         DIRECT: {"this process": time.process_time},
         ENGINE: {"this process": time.process_time},
         GATEWAY: {
-            "api": lambda: cpu_seconds([gateway.api.popen.pid]),
-            "worker": lambda: cpu_seconds([gateway.workers[0].popen.pid]),
+            "api": lambda: common.cpu_seconds([gateway.api.process.popen.pid]),
+            "worker": lambda: common.cpu_seconds([gateway.workers[0].popen.pid]),
             "redis": redis_cpu_seconds,
         },
-        SERVER: {"server": lambda: cpu_seconds([server.popen.pid])},
+        SERVER: {"server": lambda: common.cpu_seconds([server.popen.pid])},
     }
     out = {name: Single() for name in TARGETS}
     try:
@@ -590,7 +455,7 @@ def measure_single(
                     f"round {round_ + 1}/{plan.rounds} {name:<24} ttft {1000 * stream.ttft:7.1f} ms, "
                     f"{stream.tokens_per_s:6.2f} tokens/s, {stream.tokens} tokens"
                 )
-                for child in (gateway.api, *gateway.workers, server):
+                for child in (*gateway.processes, server):
                     child.check_alive()
     finally:
         client.close()
@@ -722,7 +587,7 @@ def measure_scaling(plan: Plan, gateway: Gateway, watch: Watch) -> list[Scaling]
             setup.runs.append((streams, wall))
             tokens = sum(stream.tokens for stream in streams)
             log(f"{label}: {tokens} tokens in {wall:.1f} s = {setup.throughputs[-1]:.2f} tokens/s")
-            for child in (gateway.api, *gateway.workers):
+            for child in gateway.processes:
                 child.check_alive()
     return setups
 
@@ -772,7 +637,7 @@ def _start_children(argv: list[str], processes: int) -> list[subprocess.Popen[by
     children: list[subprocess.Popen[bytes]] = []
     try:
         for _ in range(processes):
-            children.append(subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+            children.append(subprocess.Popen(argv, cwd=common.ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
         for child in children:
             if _read_line(child, 120).strip() != "READY":
                 raise RuntimeError("a reference process did not start")
@@ -856,7 +721,7 @@ def machine_cpu() -> tuple[float, float]:
     """CPU seconds since boot of the whole machine: busy (user, nice, system, irq, softirq) and steal."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
+    return (user + nice + system + irq + softirq) / common.CLOCK_TICKS, steal / common.CLOCK_TICKS
 
 
 QUIET = 0.05  # cores other processes may use for the machine to count as idle
@@ -884,7 +749,7 @@ class Watch:
 
     def _sample(self) -> tuple[float, float, float, float]:
         busy, steal = machine_cpu()
-        return busy, steal, cpu_seconds([*self._pids(), *self.extra]) + redis_cpu_seconds(), time.perf_counter()
+        return busy, steal, common.cpu_seconds([*self._pids(), *self.extra]) + redis_cpu_seconds(), time.perf_counter()
 
     def _other(self, before: tuple[float, float, float, float]) -> tuple[float, float, float]:
         """(other processes' CPU seconds, steal seconds, wall seconds) since ``before``."""
@@ -935,10 +800,6 @@ class Watch:
 
 
 # ---------------------------------------------------------------- report
-
-
-def fmt(value: float, digits: int = 2) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def single_table(single: dict[str, Single], plan: Plan) -> str:
@@ -1081,49 +942,12 @@ def findings(scaling: list[Scaling], single: dict[str, Single], reference: list[
 
 
 def machine() -> list[str]:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     memory = "?"
     with contextlib.suppress(OSError, ValueError, IndexError):
         memory = f"{int(Path('/proc/meminfo').read_text().split()[1]) / 2**20:.0f} GiB"
     import llama_cpp
 
-    return [
-        f"{os.cpu_count()} CPUs ({cpu}), {memory} RAM, no GPU used",
-        f"Python {platform.python_version()}, llama-cpp-python {llama_cpp.__version__}",
-        platform.platform(),
-    ]
-
-
-def git_commit() -> str:
-    """The commit measured, marked when the working tree has changes on top of it (read-only git calls)."""
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # `git status` must not even refresh the index
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-            env=env,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-            env=env,
-        )
-        if head.returncode == 0:
-            return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
-    return "unknown"
+    return common.machine(cpus=f", {memory} RAM, no GPU used", python=f", llama-cpp-python {llama_cpp.__version__}")
 
 
 def report(
@@ -1132,22 +956,20 @@ def report(
     reference: list[Reference],
     *,
     plan: Plan,
-    quick: bool,
+    this_run: common.Run,
     params: int,
-    seconds: float,
-    load_before: str,
     watch: Watch,
 ) -> str:
-    load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_after = common.load_average()
     prompt_tokens = single[GATEWAY].streams[0].prompt_tokens
     return "\n".join(
         [
             "# Local-model benchmark results",
             "",
-            f"`uv run python bench/local.py{' --quick' if quick else ''}` on "
-            f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, commit {git_commit()}, {seconds:.0f} s.",
+            this_run.command_line(),
             "",
-            f"- Machine: {'; '.join(machine())}; load average before the run {load_before}, after {load_after}",
+            f"- Machine: {'; '.join(machine())}; load average before the run {this_run.load_before}, "
+            f"after {load_after}",
             f"- Other work on the machine while measuring: {watch.summary()}",
             f"- Model: {MODEL_PATH.name}, random weights, llama architecture ({N_LAYER} layers, n_embd {N_EMBD}, "
             f"{N_HEAD} heads, n_ff {N_FF}, byte vocabulary of {tiny_gguf.N_VOCAB} tokens), F16: "
@@ -1214,27 +1036,11 @@ def report(
 # ---------------------------------------------------------------- main
 
 
-@contextlib.contextmanager
-def terminate_on_sigterm() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the cleanup runs."""
-
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(quick: bool) -> int:
-    started = time.monotonic()
-    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    this_run = common.Run("local.py", quick, log)
     plan = Plan.of(quick)
     params = ensure_model()
-    with contextlib.ExitStack() as stack, terminate_on_sigterm():
-        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bodhi-local-bench-")))
+    with this_run.scope("bodhi-local-bench-") as (stack, logs):
         try:
             import llama_cpp
 
@@ -1249,9 +1055,7 @@ def run(quick: bool) -> int:
             log(f"gateway on {gateway.url}, one local worker")
             server_url, server = start_llama_server(stack, logs)
             log(f"llama_cpp.server on {server_url}")
-            watch = Watch(
-                lambda: [os.getpid(), *(child.popen.pid for child in (gateway.api, *gateway.workers, server))]
-            )
+            watch = Watch(lambda: [os.getpid(), *(child.popen.pid for child in (*gateway.processes, server))])
             single = measure_single(
                 plan, gateway, watch, server_url=server_url, server=server, direct=direct, engine=engine
             )
@@ -1259,8 +1063,7 @@ def run(quick: bool) -> int:
             scaling = measure_scaling(plan, gateway, watch)
             reference = measure_reference(plan, watch)
         except BaseException:
-            kept = Path(tempfile.mkdtemp(prefix="bodhi-local-bench-logs-"))
-            shutil.copytree(logs, kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("bodhi-home"))
+            kept = common.keep_logs(logs, "bodhi-local-bench-logs-")
             log(f"the processes' logs are kept in {kept}")
             raise
         text = report(
@@ -1268,34 +1071,22 @@ def run(quick: bool) -> int:
             scaling,
             reference,
             plan=plan,
-            quick=quick,
+            this_run=this_run,
             params=params,
-            seconds=time.monotonic() - started,
-            load_before=load_before,
             watch=watch,
         )
-        log("stopping everything")
-    from results_file import write_section  # bench/, the script's directory (imported here: gpu_check imports us)
-
-    write_section("local", text)
-    print(text)
-    print("(written to bench/RESULTS.md, section local)")
+    common.publish("local", text, note="(written to bench/RESULTS.md, section local)")
     return 0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="32-token answers, 2 rounds, 1 repetition")
+    parser = common.arguments(__doc__, quick="32-token answers, 2 rounds, 1 repetition")
     parser.add_argument("--reference-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reference_child:
         reference_child(*args.reference_child)
         return
-    try:
-        sys.exit(run(args.quick))
-    except KeyboardInterrupt:
-        log("interrupted; everything was stopped")
-        sys.exit(130)
+    common.exit_with(lambda: run(args.quick), log)
 
 
 if __name__ == "__main__":

@@ -11,39 +11,42 @@ Everything it starts is stopped and its database dropped at the end, also on err
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
-import datetime as dt
 import json
 import math
 import os
-import platform
-import select
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from results_file import write_section
+from common import (
+    BENCH,
+    ROOT,
+    Child,
+    Run,
+    arguments,
+    cpu_seconds,
+    exit_with,
+    fmt,
+    free_port,
+    keep_logs,
+    load_average,
+    logger,
+    machine,
+    publish,
+    start_api,
+    wait_http,
+)
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # `tests.support` helpers, when run as a script
-
+log = logger("bench")
 LITELLM_VENV = BENCH / ".venv-litellm"
 LITELLM_BIN = LITELLM_VENV / "bin" / "litellm"
 RESULTS = BENCH / "RESULTS.md"
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 MODEL = "bench-model"
 UPSTREAM_KEY = "sk-bench"
 LITELLM_MASTER_KEY = "sk-litellm-bench-master"
@@ -87,30 +90,6 @@ class Target:
         return tuple(child.popen.pid for child in self.children)
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: tuple[int, ...]) -> float:
-    """User + system CPU time of these processes and all their descendants, from /proc."""
-    parents: dict[int, int] = {}
-    times: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            parents[int(entry.name)] = int(fields[1])
-            times[int(entry.name)] = int(fields[11]) + int(fields[12])
-    wanted = set(pids)
-    for _ in range(8):  # descendants, a few levels deep
-        wanted |= {pid for pid, parent in parents.items() if parent in wanted}
-    return sum(times.get(pid, 0) for pid in wanted) / CLOCK_TICKS
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------- LiteLLM's own virtual environment
 
 
@@ -144,62 +123,6 @@ def ensure_litellm() -> str:
 # ---------------------------------------------------------------- processes
 
 
-class Child:
-    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], logs: Path, stdout_pipe: bool = False):
-        self.name = name
-        self.log_path = logs / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE if stdout_pipe else self._log,
-            stderr=self._log,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def read_line(self, timeout: float) -> str:
-        """The next line of a piped stdout, or an error after ``timeout`` seconds."""
-        assert self.popen.stdout is not None
-        ready, _, _ = select.select([self.popen.stdout], [], [], timeout)
-        if not ready:
-            raise RuntimeError(f"{self.name} printed nothing within {timeout} s:\n{self.log_tail()}")
-        return self.popen.stdout.readline().decode()
-
-    def check_alive(self) -> None:
-        if self.popen.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, size: int = 4000) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-size:]
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
-        self._log.close()
-
-
-def wait_http(url: str, child: Child, *, timeout: float, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        child.check_alive()
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{child.name} did not answer {url} within {timeout} s:\n{child.log_tail()}")
-
-
 def start_upstream(stack: contextlib.ExitStack, logs: Path) -> Target:
     child = Child(
         "fake-upstream",
@@ -217,79 +140,19 @@ def start_upstream(stack: contextlib.ExitStack, logs: Path) -> Target:
     return Target("direct", url, children=(child,))
 
 
-def free_port() -> int:
-    from tests.support.fake_upstream import free_port as pick
-
-    return pick()
-
-
 # ---------------------------------------------------------------- the gateway
 
 
 def start_gateway(stack: contextlib.ExitStack, logs: Path, upstream: Target) -> Target:
     """``bodhi api`` + ``bodhi remote-worker`` on a fresh database and Redis prefix, an API model registered."""
-    from bodhi_shared.crypto import load_or_create_key_pair
-    from bodhi_shared.worker_keys import KEYS_DIR
-    from tests.support.backing import create_database, drop_database, new_name
-    from tests.support.processes import bodhi, create_user_and_token
-
-    database = new_name("bench")
-    database_url = asyncio.run(create_database(POSTGRES_URL, database))
-    stack.callback(lambda: asyncio.run(drop_database(POSTGRES_URL, database)))
-    prefix = new_name("bench")
-    stack.callback(delete_redis_prefix, prefix)
-    home = logs / "bodhi-home"
-    load_or_create_key_pair(home / KEYS_DIR)
-    port = free_port()
-    env = {
-        "BODHI_DATABASE_URL": database_url,
-        "BODHI_REDIS_URL": REDIS_URL,
-        "BODHI_REDIS_PREFIX": prefix,
-        "BODHI_HOME": str(home),
-        "BODHI_PORT": str(port),
-        "BODHI_LOG_LEVEL": "WARNING",
-    }
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BODHI_")} | env
-    api = Child("bodhi-api", bodhi("api"), env=full_env, logs=logs)
-    stack.callback(api.stop)
-    worker = Child("bodhi-remote-worker", bodhi("remote-worker"), env=full_env, logs=logs)
-    stack.callback(worker.stop)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/ping", api, timeout=60)
-    wait_workers(base, worker, timeout=60)
-    token = create_user_and_token(full_env, username=new_name("bench_admin"), password=new_name("pw-bench"))
-    created = httpx.post(
-        f"{base}/bodhi/v1/models/api",
-        json={"name": "bench upstream", "base_url": f"{upstream.url}/v1", "api_key": UPSTREAM_KEY, "models": [MODEL]},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
+    api = start_api(stack, logs, name="bench")
+    worker = api.start_worker("bodhi-remote-worker", "remote-worker", kind="remote")
+    api.create(
+        "/bodhi/v1/models/api",
+        {"name": "bench upstream", "base_url": f"{upstream.url}/v1", "api_key": UPSTREAM_KEY, "models": [MODEL]},
+        what="registering the API model",
     )
-    if created.status_code != 201:
-        raise RuntimeError(f"registering the API model failed: {created.status_code} {created.text}")
-    return Target("gateway", base, token, children=(api, worker))
-
-
-def wait_workers(base: str, worker: Child, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        worker.check_alive()
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            if httpx.get(f"{base}/health", timeout=2).json().get("workers", {}).get("remote", 0) >= 1:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"no remote worker seen at {base}/health within {timeout} s:\n{worker.log_tail()}")
-
-
-def delete_redis_prefix(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
-    finally:
-        client.close()
+    return Target("gateway", api.url, api.token, children=(api.process, worker))
 
 
 # ---------------------------------------------------------------- LiteLLM
@@ -377,9 +240,9 @@ def run_cell(
     """One cell; if the target's process died in it, note that, restart it once if it can be, and measure again."""
     for attempt in range(2):
         target = targets[name]
-        before, cpu_before = upstream_stats(targets["direct"]), cpu_seconds(target.pids)
+        before, cpu_before = upstream_stats(targets["direct"]), cpu_seconds(target.pids, descendants=True)
         cell = run_load(target, args, timeout=timeout)
-        after, cpu_after = upstream_stats(targets["direct"]), cpu_seconds(target.pids)
+        after, cpu_after = upstream_stats(targets["direct"]), cpu_seconds(target.pids, descendants=True)
         cell["served"] = served = after["requests"] - before["requests"] - 1  # not the stats request itself
         cell["target_cpu_s"] = cpu_after - cpu_before
         cell["upstream_conns"] = after["connections"] - before["connections"] - 1
@@ -479,10 +342,6 @@ def measure_long(targets: dict[str, Target], plan: Plan, notes: list[str]) -> di
 # ---------------------------------------------------------------- report
 
 
-def fmt(value: float, digits: int = 2) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
-
-
 def results_table(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
     rows = [
         "| concurrency | target | TTFT p50 (ms) | TTFT p99 (ms) | total p50 (ms) | total p99 (ms) | requests/s "
@@ -570,61 +429,25 @@ def client_bound_note(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
     )
 
 
-def machine() -> list[str]:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return [
-        f"{os.cpu_count()} CPUs ({cpu})",
-        f"Python {platform.python_version()}",
-        platform.platform(),
-        f"load average at the end {load}",
-    ]
-
-
-def git_commit() -> str:
-    """The commit measured, marked when the working tree has changes on top of it (read-only git calls)."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False, timeout=30
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-        if head.returncode == 0:
-            return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
-    return "unknown"
-
-
 def report(
     cells: dict[tuple[int, str], dict[str, Any]],
     long: dict[str, dict[str, Any]],
     *,
     litellm_version: str,
     plan: Plan,
-    quick: bool,
-    seconds: float,
-    load_before: str,
+    this_run: Run,
     notes: list[str],
 ) -> str:
     requests = ", ".join(f"{plan.requests[c] // plan.rounds * plan.rounds} at c={c}" for c in CONCURRENCY)
+    machine_now = [*machine(), f"load average at the end {load_average()}"]
     return "\n".join(
         [
             "# Benchmark results",
             "",
-            f"`uv run python bench/run.py{' --quick' if quick else ''}` on "
-            f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}, commit {git_commit()}, {seconds:.0f} s.",
+            this_run.command_line(),
             "",
-            f"- Machine: {'; '.join(machine())} (before the run {load_before}; other work on the machine shows here)",
+            f"- Machine: {'; '.join(machine_now)} (before the run {this_run.load_before}; other work on the machine "
+            "shows here)",
             f"- LiteLLM {litellm_version} (`litellm[proxy]`, one worker, master key, no database)",
             "- Gateway: `bodhi api` + `bodhi remote-worker`, Postgres and Redis on loopback, `BODHI_LOG_LEVEL=WARNING`",
             "- Upstream: bench/fake_upstream.py, 16 chunks per response; load: bench/load.py, streaming requests, "
@@ -667,28 +490,12 @@ def report(
 # ---------------------------------------------------------------- main
 
 
-@contextlib.contextmanager
-def terminate_on_sigterm() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the cleanup runs."""
-
-    def raise_interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(quick: bool) -> int:
-    started = time.monotonic()
-    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    this_run = Run("run.py", quick, log)
     plan = Plan.of(quick)
     litellm_version = ensure_litellm()
     log(f"litellm {litellm_version}")
-    with contextlib.ExitStack() as stack, terminate_on_sigterm():
-        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bodhi-bench-")))
+    with this_run.scope("bodhi-bench-") as (stack, logs):
         upstream = start_upstream(stack, logs)
         log(f"fake upstream on {upstream.url}")
         gateway = start_gateway(stack, logs, upstream)
@@ -702,8 +509,7 @@ def run(quick: bool) -> int:
         cells = measure(targets, plan, notes)
         long = measure_long(targets, plan, notes)
         if notes or any(c["errors"] for c in [*cells.values(), *long.values()]):
-            kept = Path(tempfile.mkdtemp(prefix="bodhi-bench-logs-"))
-            shutil.copytree(logs, kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("bodhi-home"))
+            kept = keep_logs(logs, "bodhi-bench-logs-")
             log(f"something failed: the processes' logs are kept in {kept}")
             notes.append(f"The processes' logs were kept in `{kept}`.")
         text = report(
@@ -711,27 +517,16 @@ def run(quick: bool) -> int:
             long,
             litellm_version=litellm_version,
             plan=plan,
-            quick=quick,
-            seconds=time.monotonic() - started,
-            load_before=load_before,
+            this_run=this_run,
             notes=notes,
         )
-        log("stopping everything")
-    write_section("gateway", text)
-    print(text)
-    print(f"(written to {RESULTS.relative_to(ROOT)})")
+    publish("gateway", text, note=f"(written to {RESULTS.relative_to(ROOT)})")
     return 0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer requests and one long stream per target")
-    args = parser.parse_args()
-    try:
-        sys.exit(run(args.quick))
-    except KeyboardInterrupt:
-        log("interrupted; everything was stopped")
-        sys.exit(130)
+    args = arguments(__doc__, quick="fewer requests and one long stream per target").parse_args()
+    exit_with(lambda: run(args.quick), log)
 
 
 if __name__ == "__main__":
