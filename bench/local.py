@@ -37,6 +37,7 @@ if __package__:  # imported as `bench.local` (deploy/gpu_check.py imports write_
 else:  # run as a script: bench/ is the script directory
     import common  # puts the repository root on sys.path, for `tests.support`
 from tests.support import tiny_gguf
+from tests.support.llama_server import llama_server_command
 
 T = TypeVar("T")
 log = common.logger("local-bench")
@@ -109,7 +110,7 @@ def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
     def ones(size: int) -> Any:
         return np.ones(size, dtype=np.float32)  # norms stay F32, as llama.cpp's converters write them
 
-    name = tiny_gguf._tensor_name
+    name = tiny_gguf.tensor_name
     n_special = len(tiny_gguf.SPECIAL_TOKENS)
     output = random(tiny_gguf.N_VOCAB, N_EMBD)
     silent = np.ones(tiny_gguf.N_VOCAB, dtype=bool)
@@ -131,7 +132,7 @@ def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
             name(t.FFN_DOWN, layer): random(N_EMBD, N_FF),
         }
 
-    tokens, scores, types = tiny_gguf._vocabulary()
+    tokens, scores, types = tiny_gguf.vocabulary()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")  # renamed when complete: an interrupted run leaves no broken model
     writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
@@ -360,23 +361,9 @@ def start_gateway(stack: contextlib.ExitStack, logs: Path) -> Gateway:
 def start_llama_server(stack: contextlib.ExitStack, logs: Path) -> tuple[str, common.Child]:
     """``python -m llama_cpp.server`` as users run it, with the alias's context params."""
     port = common.free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(MODEL_PATH),
-        "--model_alias",
-        ALIAS,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        str(N_CTX),
-        "--n_threads",
-        str(N_THREADS),
-    ]
+    argv = llama_server_command(
+        MODEL_PATH, model_alias=ALIAS, port=port, n_ctx=N_CTX, embedding=False, n_threads=N_THREADS
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("BODHI_")}
     child = common.Child("llama-server", argv, env=env, logs=logs, stop_timeout=STOP_TIMEOUT)
     stack.callback(child.stop)

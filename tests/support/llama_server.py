@@ -21,7 +21,10 @@ def _free_port() -> int:
         return port
 
 
-def llama_server_command(model_path: Path, *, model_alias: str, port: int, n_ctx: int) -> list[str]:
+def llama_server_command(
+    model_path: Path, *, model_alias: str, port: int, n_ctx: int, embedding: bool = True, n_threads: int | None = None
+) -> list[str]:
+    """``python -m llama_cpp.server`` on loopback; with ``embedding``, /v1/embeddings answers too (chat still works)."""
     return [
         sys.executable,
         "-m",
@@ -36,8 +39,8 @@ def llama_server_command(model_path: Path, *, model_alias: str, port: int, n_ctx
         str(port),
         "--n_ctx",
         str(n_ctx),
-        "--embedding",  # /v1/embeddings answers too; chat completions still work
-        "true",
+        *(["--embedding", "true"] if embedding else []),
+        *(["--n_threads", str(n_threads)] if n_threads is not None else []),
     ]
 
 

@@ -34,7 +34,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def _vocabulary() -> tuple[list[str], list[float], list[int]]:
+def vocabulary() -> tuple[list[str], list[float], list[int]]:
     tokens = [*SPECIAL_TOKENS, *(f"<0x{byte:02X}>" for byte in range(256))]
     scores = [0.0] * N_VOCAB
     types = [int(gguf.TokenType.UNKNOWN), int(gguf.TokenType.CONTROL), int(gguf.TokenType.CONTROL)]
@@ -42,7 +42,7 @@ def _vocabulary() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
-def _tensor_name(tensor: gguf.MODEL_TENSOR, layer: int | None = None) -> str:
+def tensor_name(tensor: gguf.MODEL_TENSOR, layer: int | None = None) -> str:
     name = gguf.TENSOR_NAMES[tensor]
     return (name.format(bid=layer) if layer is not None else name) + ".weight"
 
@@ -59,21 +59,21 @@ def _tensors(seed: int) -> dict[str, npt.NDArray[np.float32]]:
 
     tensor = gguf.MODEL_TENSOR
     tensors = {
-        _tensor_name(tensor.TOKEN_EMBD): random(N_VOCAB, N_EMBD),
-        _tensor_name(tensor.OUTPUT_NORM): ones(N_EMBD),
-        _tensor_name(tensor.OUTPUT): random(N_VOCAB, N_EMBD),
+        tensor_name(tensor.TOKEN_EMBD): random(N_VOCAB, N_EMBD),
+        tensor_name(tensor.OUTPUT_NORM): ones(N_EMBD),
+        tensor_name(tensor.OUTPUT): random(N_VOCAB, N_EMBD),
     }
     for layer in range(N_LAYER):
         tensors |= {
-            _tensor_name(tensor.ATTN_NORM, layer): ones(N_EMBD),
-            _tensor_name(tensor.ATTN_Q, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
-            _tensor_name(tensor.ATTN_K, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
-            _tensor_name(tensor.ATTN_V, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
-            _tensor_name(tensor.ATTN_OUT, layer): random(N_EMBD, N_HEAD * HEAD_DIM),
-            _tensor_name(tensor.FFN_NORM, layer): ones(N_EMBD),
-            _tensor_name(tensor.FFN_GATE, layer): random(N_FF, N_EMBD),
-            _tensor_name(tensor.FFN_UP, layer): random(N_FF, N_EMBD),
-            _tensor_name(tensor.FFN_DOWN, layer): random(N_EMBD, N_FF),
+            tensor_name(tensor.ATTN_NORM, layer): ones(N_EMBD),
+            tensor_name(tensor.ATTN_Q, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
+            tensor_name(tensor.ATTN_K, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
+            tensor_name(tensor.ATTN_V, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
+            tensor_name(tensor.ATTN_OUT, layer): random(N_EMBD, N_HEAD * HEAD_DIM),
+            tensor_name(tensor.FFN_NORM, layer): ones(N_EMBD),
+            tensor_name(tensor.FFN_GATE, layer): random(N_FF, N_EMBD),
+            tensor_name(tensor.FFN_UP, layer): random(N_FF, N_EMBD),
+            tensor_name(tensor.FFN_DOWN, layer): random(N_EMBD, N_FF),
         }
     return tensors
 
@@ -95,7 +95,7 @@ def write_tiny_llama_gguf(path: Path, *, seed: int = 0) -> Path:
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_pooling_type(gguf.PoolingType.MEAN)  # one vector per input from /v1/embeddings
 
-    tokens, scores, types = _vocabulary()
+    tokens, scores, types = vocabulary()
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
