@@ -120,17 +120,9 @@ def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
     tensors = {name(t.TOKEN_EMBD): random(tiny_gguf.N_VOCAB, N_EMBD), name(t.OUTPUT_NORM): ones(N_EMBD)}
     tensors[name(t.OUTPUT)] = output
     for layer in range(N_LAYER):
-        tensors |= {
-            name(t.ATTN_NORM, layer): ones(N_EMBD),
-            name(t.ATTN_Q, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
-            name(t.ATTN_K, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
-            name(t.ATTN_V, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
-            name(t.ATTN_OUT, layer): random(N_EMBD, N_HEAD * HEAD_DIM),
-            name(t.FFN_NORM, layer): ones(N_EMBD),
-            name(t.FFN_GATE, layer): random(N_FF, N_EMBD),
-            name(t.FFN_UP, layer): random(N_FF, N_EMBD),
-            name(t.FFN_DOWN, layer): random(N_EMBD, N_FF),
-        }
+        tensors |= tiny_gguf.layer_tensors(
+            layer, n_embd=N_EMBD, n_head=N_HEAD, head_dim=HEAD_DIM, n_ff=N_FF, random=random, ones=ones
+        )
 
     tokens, scores, types = tiny_gguf.vocabulary()
     path.parent.mkdir(parents=True, exist_ok=True)

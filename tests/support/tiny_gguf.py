@@ -7,7 +7,9 @@ milliseconds to write, so no model is ever downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -64,18 +66,35 @@ def _tensors(seed: int) -> dict[str, npt.NDArray[np.float32]]:
         tensor_name(tensor.OUTPUT): random(N_VOCAB, N_EMBD),
     }
     for layer in range(N_LAYER):
-        tensors |= {
-            tensor_name(tensor.ATTN_NORM, layer): ones(N_EMBD),
-            tensor_name(tensor.ATTN_Q, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
-            tensor_name(tensor.ATTN_K, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
-            tensor_name(tensor.ATTN_V, layer): random(N_HEAD * HEAD_DIM, N_EMBD),
-            tensor_name(tensor.ATTN_OUT, layer): random(N_EMBD, N_HEAD * HEAD_DIM),
-            tensor_name(tensor.FFN_NORM, layer): ones(N_EMBD),
-            tensor_name(tensor.FFN_GATE, layer): random(N_FF, N_EMBD),
-            tensor_name(tensor.FFN_UP, layer): random(N_FF, N_EMBD),
-            tensor_name(tensor.FFN_DOWN, layer): random(N_EMBD, N_FF),
-        }
+        tensors |= layer_tensors(
+            layer, n_embd=N_EMBD, n_head=N_HEAD, head_dim=HEAD_DIM, n_ff=N_FF, random=random, ones=ones
+        )
     return tensors
+
+
+def layer_tensors(
+    layer: int,
+    *,
+    n_embd: int,
+    n_head: int,
+    head_dim: int,
+    n_ff: int,
+    random: Callable[..., Any],
+    ones: Callable[[int], Any],
+) -> dict[str, Any]:
+    """One llama block's tensors (attention and feed-forward), drawn with ``random`` in a fixed order."""
+    tensor = gguf.MODEL_TENSOR
+    return {
+        tensor_name(tensor.ATTN_NORM, layer): ones(n_embd),
+        tensor_name(tensor.ATTN_Q, layer): random(n_head * head_dim, n_embd),
+        tensor_name(tensor.ATTN_K, layer): random(n_head * head_dim, n_embd),
+        tensor_name(tensor.ATTN_V, layer): random(n_head * head_dim, n_embd),
+        tensor_name(tensor.ATTN_OUT, layer): random(n_embd, n_head * head_dim),
+        tensor_name(tensor.FFN_NORM, layer): ones(n_embd),
+        tensor_name(tensor.FFN_GATE, layer): random(n_ff, n_embd),
+        tensor_name(tensor.FFN_UP, layer): random(n_ff, n_embd),
+        tensor_name(tensor.FFN_DOWN, layer): random(n_embd, n_ff),
+    }
 
 
 def write_tiny_llama_gguf(path: Path, *, seed: int = 0) -> Path:
