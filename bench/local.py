@@ -124,7 +124,6 @@ def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
             layer, n_embd=N_EMBD, n_head=N_HEAD, head_dim=HEAD_DIM, n_ff=N_FF, random=random, ones=ones
         )
 
-    tokens, scores, types = tiny_gguf.vocabulary()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")  # renamed when complete: an interrupted run leaves no broken model
     writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
@@ -139,16 +138,7 @@ def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
     writer.add_head_count_kv(N_HEAD)
     writer.add_rope_dimension_count(HEAD_DIM)
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_unk_token_id(tiny_gguf.UNK_ID)
-    writer.add_bos_token_id(tiny_gguf.BOS_ID)
-    writer.add_eos_token_id(tiny_gguf.EOS_ID)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
-    writer.add_chat_template(tiny_gguf.CHAT_TEMPLATE)
+    tiny_gguf.add_byte_tokenizer(writer)
     for tensor_name, data in tensors.items():
         writer.add_tensor(tensor_name, data)
     writer.write_header_to_file()

@@ -97,6 +97,21 @@ def layer_tensors(
     }
 
 
+def add_byte_tokenizer(writer: gguf.GGUFWriter) -> None:
+    """The byte-level vocabulary, its special tokens and the chat template, as llama.cpp reads them."""
+    tokens, scores, types = vocabulary()
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_unk_token_id(UNK_ID)
+    writer.add_bos_token_id(BOS_ID)
+    writer.add_eos_token_id(EOS_ID)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    writer.add_chat_template(CHAT_TEMPLATE)
+
+
 def write_tiny_llama_gguf(path: Path, *, seed: int = 0) -> Path:
     """Write the tiny model to ``path`` (same ``seed``, same file) and return ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,17 +129,7 @@ def write_tiny_llama_gguf(path: Path, *, seed: int = 0) -> Path:
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_pooling_type(gguf.PoolingType.MEAN)  # one vector per input from /v1/embeddings
 
-    tokens, scores, types = vocabulary()
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_unk_token_id(UNK_ID)
-    writer.add_bos_token_id(BOS_ID)
-    writer.add_eos_token_id(EOS_ID)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
-    writer.add_chat_template(CHAT_TEMPLATE)
+    add_byte_tokenizer(writer)
 
     for name, data in _tensors(seed).items():
         writer.add_tensor(name, data)
