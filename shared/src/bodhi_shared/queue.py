@@ -197,8 +197,10 @@ class WakeableWorker(Worker):
                 if not announced or time.monotonic() - last_poll >= self.poll_delay_s:
                     last_poll = time.monotonic()
                     await self._poll_iteration()  # the queue itself, finished tasks, arq's health check
-                if self.job_counter and time.monotonic() - self._last_active >= self.poll_delay_s:
-                    # Busy: requests queued behind this worker's jobs wait for their turn (see active_at_key).
+                if self.job_counter and time.monotonic() - self._last_active >= self.poll_delay_s / 2:
+                    # Busy: requests queued behind this worker's jobs wait for their turn (see active_at_key). Half
+                    # the poll interval, as iterations come about one poll interval apart: a full one would skip
+                    # every other iteration whenever one came a little early, leaving two intervals between marks.
                     self._last_active = time.monotonic()
                     await self.pool.set(active_at_key(self.queue_name), timestamp_ms(), px=ACTIVE_TTL_MS)
                 with contextlib.suppress(TimeoutError):
