@@ -6,7 +6,9 @@ operator removes it once every worker runs with the new one.
 
     1. write the new pair as worker_private_key.next.pem / worker_public_key.next.pem (or reuse them); workers
        find the .next private key among their key files as soon as a row names its key id
-    2. re-wrap each api_models row whose key id is not the new one
+    2. re-wrap each api_models row whose key id is not the new one; a key stored before keys were bound to their
+       base URLs (bare, or re-bound by the API inside a version-2 envelope) is opened and sealed afresh for its
+       row and base URL instead: the one case where rotation decrypts a provider key, in this process only
     3. retire the old private key as worker_private_key.<key id>.pem, promote the new pair to the current names
 """
 
@@ -25,12 +27,18 @@ from typing import Any
 import asyncpg
 
 from bodhi_shared.crypto import (
+    LEGACY_VERSION,
     PRIVATE_KEY_FILE,
     PUBLIC_KEY_FILE,
+    REBOUND_VERSION,
     PrivateKey,
     SealedSecret,
     SecretUnreadable,
+    key_binding,
+    open_bound,
+    open_sealed,
     rewrap,
+    seal,
     write_key_pair,
 )
 from bodhi_shared.migrate import migrate
@@ -83,12 +91,13 @@ async def rewrap_all(url: str, *, old_keys: dict[str, PrivateKey], new_key: Priv
     try:
         await migrate(conn)
         count, unreadable = 0, []
-        for row in await conn.fetch("SELECT id, sealed_key FROM api_models"):
-            sealed = SealedSecret.from_bytes(bytes(row["sealed_key"]))
-            if sealed.key_id == new_key.key_id:
-                continue
+        for row in await conn.fetch("SELECT id, base_url, sealed_key FROM api_models"):
+            row_id, base_url = str(row["id"]), row["base_url"]
             try:
-                fresh = rewrap(sealed, private_keys=keyring, new_public_key=new_key.public_key, row_id=str(row["id"]))
+                sealed = SealedSecret.from_bytes(bytes(row["sealed_key"]))
+                if sealed.key_id == new_key.key_id and sealed.version not in (LEGACY_VERSION, REBOUND_VERSION):
+                    continue
+                fresh = _rotated(sealed, keyring, new_key, row_id=row_id, base_url=base_url)
             except SecretUnreadable:  # damaged or sealed for another row: nothing to save, the rest goes on
                 unreadable.append(str(row["id"]))
                 continue
@@ -103,6 +112,20 @@ async def rewrap_all(url: str, *, old_keys: dict[str, PrivateKey], new_key: Priv
         return count, unreadable
     finally:
         await conn.close()
+
+
+def _rotated(
+    sealed: SealedSecret, keyring: dict[str, PrivateKey], new_key: PrivateKey, *, row_id: str, base_url: str
+) -> SealedSecret:
+    """``sealed`` under ``new_key``: re-wrapped, or, for a key from before URL binding, sealed afresh."""
+    binding = key_binding(row_id, base_url)
+    if sealed.version == LEGACY_VERSION:
+        secret = open_sealed(sealed, private_keys=keyring, binding=row_id)
+    elif sealed.version == REBOUND_VERSION:
+        secret = open_bound(sealed, private_keys=keyring, row=row_id, base_url=base_url)
+    else:
+        return rewrap(sealed, private_keys=keyring, new_public_key=new_key.public_key, binding=binding)
+    return seal(secret, public_key=new_key.public_key, binding=binding)
 
 
 def promote(key_dir: Path, new_key: PrivateKey) -> None:

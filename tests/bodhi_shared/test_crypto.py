@@ -33,16 +33,16 @@ def new_private_key() -> PrivateKey:
 
 def test_round_trip() -> None:
     private_key, public_key = generate_key_pair()
-    sealed = seal(SECRET, public_key=public_key, row_id=ROW)
+    sealed = seal(SECRET, public_key=public_key, binding=ROW)
 
     assert sealed.key_id == public_key.key_id == private_key.key_id
-    assert open_sealed(sealed, private_keys=keyring(private_key), row_id=ROW) == SECRET
+    assert open_sealed(sealed, private_keys=keyring(private_key), binding=ROW) == SECRET
 
 
 def test_each_seal_uses_a_fresh_nonce_and_data_key() -> None:
     _, public_key = generate_key_pair()
-    first = seal(SECRET, public_key=public_key, row_id=ROW)
-    second = seal(SECRET, public_key=public_key, row_id=ROW)
+    first = seal(SECRET, public_key=public_key, binding=ROW)
+    second = seal(SECRET, public_key=public_key, binding=ROW)
 
     assert first.nonce != second.nonce
     assert first.wrapped_key != second.wrapped_key
@@ -51,25 +51,25 @@ def test_each_seal_uses_a_fresh_nonce_and_data_key() -> None:
 
 def test_a_secret_moved_to_another_row_does_not_open() -> None:
     private_key, public_key = generate_key_pair()
-    sealed = seal(SECRET, public_key=public_key, row_id=ROW)
+    sealed = seal(SECRET, public_key=public_key, binding=ROW)
 
     with pytest.raises(SecretUnreadable):
-        open_sealed(sealed, private_keys=keyring(private_key), row_id="another-row")
+        open_sealed(sealed, private_keys=keyring(private_key), binding="another-row")
 
 
 @pytest.mark.parametrize("offset", [0, 1, 9, 40, 89, 95, 101, -1])
 def test_altered_bytes_do_not_open(offset: int) -> None:
     private_key, public_key = generate_key_pair()
-    data = bytearray(seal(SECRET, public_key=public_key, row_id=ROW).to_bytes())
+    data = bytearray(seal(SECRET, public_key=public_key, binding=ROW).to_bytes())
     data[offset] ^= 0x01
 
     with pytest.raises(SecretUnreadable):
-        open_sealed(SealedSecret.from_bytes(bytes(data)), private_keys=keyring(private_key), row_id=ROW)
+        open_sealed(SealedSecret.from_bytes(bytes(data)), private_keys=keyring(private_key), binding=ROW)
 
 
 def test_truncated_bytes_are_unreadable() -> None:
     _, public_key = generate_key_pair()
-    data = seal(SECRET, public_key=public_key, row_id=ROW).to_bytes()
+    data = seal(SECRET, public_key=public_key, binding=ROW).to_bytes()
 
     with pytest.raises(SecretUnreadable):
         SealedSecret.from_bytes(data[:110])
@@ -78,20 +78,20 @@ def test_truncated_bytes_are_unreadable() -> None:
 def test_only_the_matching_private_key_opens() -> None:
     _, public_key = generate_key_pair()
     stranger = new_private_key()
-    sealed = seal(SECRET, public_key=public_key, row_id=ROW)
+    sealed = seal(SECRET, public_key=public_key, binding=ROW)
 
     assert not hasattr(public_key, "open")  # a public key holder (the API) has no way to decrypt
     with pytest.raises(SecretUnreadable):
-        open_sealed(sealed, private_keys={sealed.key_id: stranger}, row_id=ROW)
+        open_sealed(sealed, private_keys={sealed.key_id: stranger}, binding=ROW)
 
 
 def test_an_unknown_key_id_is_unreadable_without_revealing_anything() -> None:
     private_key, public_key = generate_key_pair()
     stranger = new_private_key()
-    sealed = seal(SECRET, public_key=public_key, row_id=ROW)
+    sealed = seal(SECRET, public_key=public_key, binding=ROW)
 
     with pytest.raises(SecretUnreadable) as caught:
-        open_sealed(sealed, private_keys=keyring(stranger), row_id=ROW)
+        open_sealed(sealed, private_keys=keyring(stranger), binding=ROW)
 
     error = caught.value
     assert error.status_code == 500
@@ -105,22 +105,22 @@ def test_an_unknown_key_id_is_unreadable_without_revealing_anything() -> None:
 def test_rewrap_moves_a_secret_to_the_new_key_pair() -> None:
     old_private, old_public = generate_key_pair()
     new_private, new_public = generate_key_pair()
-    sealed = seal(SECRET, public_key=old_public, row_id=ROW)
+    sealed = seal(SECRET, public_key=old_public, binding=ROW)
 
-    rewrapped = rewrap(sealed, private_keys=keyring(old_private), new_public_key=new_public, row_id=ROW)
+    rewrapped = rewrap(sealed, private_keys=keyring(old_private), new_public_key=new_public, binding=ROW)
 
     assert rewrapped.key_id == new_public.key_id != sealed.key_id
-    assert open_sealed(rewrapped, private_keys=keyring(new_private), row_id=ROW) == SECRET
-    assert open_sealed(sealed, private_keys=keyring(old_private), row_id=ROW) == SECRET
+    assert open_sealed(rewrapped, private_keys=keyring(new_private), binding=ROW) == SECRET
+    assert open_sealed(sealed, private_keys=keyring(old_private), binding=ROW) == SECRET
     both = keyring(new_private, old_private)
-    assert open_sealed(sealed, private_keys=both, row_id=ROW) == open_sealed(rewrapped, private_keys=both, row_id=ROW)
+    assert open_sealed(sealed, private_keys=both, binding=ROW) == open_sealed(rewrapped, private_keys=both, binding=ROW)
     with pytest.raises(SecretUnreadable):
-        rewrap(sealed, private_keys=keyring(old_private), new_public_key=new_public, row_id="another-row")
+        rewrap(sealed, private_keys=keyring(old_private), new_public_key=new_public, binding="another-row")
 
 
 def test_sealed_secret_survives_bytes_without_carrying_the_plaintext() -> None:
     _, public_key = generate_key_pair()
-    sealed = seal(SECRET, public_key=public_key, row_id=ROW)
+    sealed = seal(SECRET, public_key=public_key, binding=ROW)
     data = sealed.to_bytes()
 
     assert SealedSecret.from_bytes(data) == sealed
@@ -188,8 +188,8 @@ def test_load_private_keys_takes_several_keys_from_env_text_and_files(tmp_path: 
     keys = load_private_keys(text=env_value, paths=[oldest_file])
 
     assert set(keys) == {current.key_id, previous.key_id, oldest.key_id}
-    sealed = seal(SECRET, public_key=previous.public_key, row_id=ROW)
-    assert open_sealed(sealed, private_keys=keys, row_id=ROW) == SECRET
+    sealed = seal(SECRET, public_key=previous.public_key, binding=ROW)
+    assert open_sealed(sealed, private_keys=keys, binding=ROW) == SECRET
 
 
 def test_load_private_keys_takes_base64_keys_and_refuses_none() -> None:

@@ -1,14 +1,18 @@
 """Envelope encryption of provider API keys: the API seals them, only remote workers can open them.
 
-    seal(secret, public_key, row_id)
+    seal(secret, public_key, binding)
         data key     32 random bytes, fresh per seal
-        ciphertext   AES-256-GCM(data key, fresh 12-byte nonce, secret, associated data = row id)
+        ciphertext   AES-256-GCM(data key, fresh 12-byte nonce, secret, associated data = binding)
         wrapped key  ephemeral X25519 public key || AES-256-GCM(wrapping key, data key), where the wrapping key
-                     = HKDF-SHA256(X25519(ephemeral, workers' public key), info = purpose + row id)
+                     = HKDF-SHA256(X25519(ephemeral, workers' public key), info = purpose + binding)
 
 The API holds only the workers' public key, so it can store a key but never read one back. Remote workers hold
 the private keys (the current one and, during a rotation, the previous ones), picked by ``SealedSecret.key_id``.
-The row id is bound into both layers, so a sealed secret copied onto another row does not open.
+The binding is bound into both layers. Version 2 binds a key to its row **and the base URL it may be sent to**
+(``key_binding``), so a sealed secret copied onto another row, or sent with another URL, does not open.
+Version 1 (before keys were bound to URLs) bound the row alone; the API re-binds such rows when it starts by
+sealing the whole version-1 secret inside a version-3 one bound like version 2 (``rebind_legacy``: the public
+key is enough), which ``open_bound`` unwraps, and ``bodhi keys rotate`` flattens into a plain version 2.
 """
 
 from __future__ import annotations
@@ -36,7 +40,10 @@ from bodhi_shared.errors import BodhiError
 PRIVATE_KEY_FILE = "worker_private_key.pem"
 PUBLIC_KEY_FILE = "worker_public_key.pem"
 
-_VERSION = 1
+LEGACY_VERSION = 1  # bound to the row only
+_VERSION = 2  # bound to the row and the base URL
+REBOUND_VERSION = 3  # bound like version 2; the plaintext is a whole version-1 secret (``rebind_legacy``)
+_VERSIONS = (LEGACY_VERSION, _VERSION, REBOUND_VERSION)
 _KEY_BYTES = 32  # an X25519 key, an AES-256 key
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
@@ -48,7 +55,7 @@ _NONCE_AT = _WRAPPED_KEY_AT + _WRAPPED_KEY_BYTES
 _CIPHERTEXT_AT = _NONCE_AT + _NONCE_BYTES
 _WRAP_INFO = b"bodhi/provider-key/wrap/v1\x00"
 _SECRET_AAD = b"bodhi/provider-key/secret/v1\x00"
-_ALTERED = "the stored API key (key id {}) does not open: it was sealed for another row or altered"
+_ALTERED = "the stored API key (key id {}) does not open: it was sealed for another row or base URL, or altered"
 _PEM_BLOCK = re.compile(r"-----BEGIN PRIVATE KEY-----.+?-----END PRIVATE KEY-----", re.DOTALL)
 
 
@@ -142,13 +149,15 @@ def generate_key_pair() -> tuple[PrivateKey, PublicKey]:
 class SealedSecret:
     """A provider API key as stored (one BYTEA column) and carried in job payloads, via ``to_bytes()``.
 
-    Layout, version 1: version (1 byte) | key id (8) | wrapped data key (80) | nonce (12) | ciphertext (the rest).
+    Layout (every version): version (1 byte) | key id (8) | wrapped data key (80) | nonce (12) | ciphertext
+    (the rest). The versions differ in what the binding covers (see the module's docstring).
     """
 
     key_id: str
     wrapped_key: bytes
     nonce: bytes
     ciphertext: bytes
+    version: int = _VERSION
 
     def __post_init__(self) -> None:
         shape = (len(self.wrapped_key), len(self.nonce))
@@ -156,43 +165,81 @@ class SealedSecret:
             raise ValueError("malformed sealed secret")
 
     def to_bytes(self) -> bytes:
-        return bytes([_VERSION]) + bytes.fromhex(self.key_id) + self.wrapped_key + self.nonce + self.ciphertext
+        return bytes([self.version]) + bytes.fromhex(self.key_id) + self.wrapped_key + self.nonce + self.ciphertext
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SealedSecret:
-        if len(data) < _CIPHERTEXT_AT + _TAG_BYTES or data[0] != _VERSION:
+        if len(data) < _CIPHERTEXT_AT + _TAG_BYTES or data[0] not in _VERSIONS:
             raise SecretUnreadable("the stored API key is not a sealed secret this version of Bodhi can read")
         return cls(
             key_id=data[1:_WRAPPED_KEY_AT].hex(),
             wrapped_key=data[_WRAPPED_KEY_AT:_NONCE_AT],
             nonce=data[_NONCE_AT:_CIPHERTEXT_AT],
             ciphertext=data[_CIPHERTEXT_AT:],
+            version=data[0],
         )
 
 
-def seal(secret: str, *, public_key: PublicKey, row_id: str) -> SealedSecret:
-    """Encrypt ``secret`` for the workers holding ``public_key``'s private key, bound to the row ``row_id``."""
+def key_binding(row: str, base_url: str) -> str:
+    """What a version-2 secret is bound to: the row that holds it and the only base URL it may be sent to."""
+    return f"{row}\n{base_url}"
+
+
+def seal(secret: str, *, public_key: PublicKey, binding: str, version: int = _VERSION) -> SealedSecret:
+    """Encrypt ``secret`` for the workers holding ``public_key``'s private key, bound to ``binding``
+    (``key_binding(row, base_url)``)."""
     data_key = AESGCM.generate_key(bit_length=256)
     nonce = secrets.token_bytes(_NONCE_BYTES)
-    ciphertext = AESGCM(data_key).encrypt(nonce, secret.encode(), _SECRET_AAD + row_id.encode())
-    wrapped_key = _wrap(data_key, public_key, row_id)
-    return SealedSecret(key_id=public_key.key_id, wrapped_key=wrapped_key, nonce=nonce, ciphertext=ciphertext)
+    ciphertext = AESGCM(data_key).encrypt(nonce, secret.encode(), _bound(_SECRET_AAD, version, binding))
+    wrapped_key = _wrap(data_key, public_key, _bound(_WRAP_INFO, version, binding))
+    return SealedSecret(
+        key_id=public_key.key_id, wrapped_key=wrapped_key, nonce=nonce, ciphertext=ciphertext, version=version
+    )
 
 
-def open_sealed(sealed: SealedSecret, *, private_keys: Keyring, row_id: str) -> str:
-    """The plaintext of ``sealed``; ``SecretUnreadable`` if no key fits, the row differs or a byte was altered."""
-    data_key = _unwrap(sealed, private_keys, row_id)
+def open_sealed(sealed: SealedSecret, *, private_keys: Keyring, binding: str) -> str:
+    """The plaintext of ``sealed``; ``SecretUnreadable`` if no key fits, the binding differs or a byte was altered."""
+    data_key = _unwrap(sealed, private_keys, _bound(_WRAP_INFO, sealed.version, binding))
+    aad = _bound(_SECRET_AAD, sealed.version, binding)
     try:
-        return AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, _SECRET_AAD + row_id.encode()).decode()
+        return AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, aad).decode()
     except (InvalidTag, ValueError):
         raise SecretUnreadable(_ALTERED.format(sealed.key_id)) from None
 
 
-def rewrap(sealed: SealedSecret, *, private_keys: Keyring, new_public_key: PublicKey, row_id: str) -> SealedSecret:
+def rewrap(sealed: SealedSecret, *, private_keys: Keyring, new_public_key: PublicKey, binding: str) -> SealedSecret:
     """``sealed`` with its data key wrapped for ``new_public_key`` (key rotation); the secret is never decrypted."""
-    data_key = _unwrap(sealed, private_keys, row_id)
-    wrapped_key = _wrap(data_key, new_public_key, row_id)
+    info = _bound(_WRAP_INFO, sealed.version, binding)
+    wrapped_key = _wrap(_unwrap(sealed, private_keys, info), new_public_key, info)
     return dataclasses.replace(sealed, key_id=new_public_key.key_id, wrapped_key=wrapped_key)
+
+
+def rebind_legacy(legacy: SealedSecret, *, public_key: PublicKey, row: str, base_url: str) -> SealedSecret:
+    """A version-1 secret (bound to ``row`` only) sealed whole inside a version-3 one bound to ``row`` and
+    ``base_url``: needs only the public key, so the API can do it; the provider key stays sealed throughout."""
+    if legacy.version != LEGACY_VERSION:
+        raise ValueError("only a version-1 secret needs re-binding")
+    inner = base64.b64encode(legacy.to_bytes()).decode()
+    return seal(inner, public_key=public_key, binding=key_binding(row, base_url), version=REBOUND_VERSION)
+
+
+def open_bound(sealed: SealedSecret, *, private_keys: Keyring, row: str, base_url: str) -> str:
+    """The provider key of ``row``, only if it was sealed for ``base_url``; a bare version-1 secret is refused."""
+    if sealed.version == LEGACY_VERSION:
+        raise SecretUnreadable(
+            "the stored API key is not yet bound to its base URL: start the upgraded API once (it re-binds old "
+            "keys), or run `bodhi keys rotate`"
+        )
+    opened = open_sealed(sealed, private_keys=private_keys, binding=key_binding(row, base_url))
+    if sealed.version != REBOUND_VERSION:
+        return opened
+    try:
+        legacy = SealedSecret.from_bytes(base64.b64decode(opened, validate=True))
+    except ValueError:
+        raise SecretUnreadable(_ALTERED.format(sealed.key_id)) from None
+    if legacy.version != LEGACY_VERSION:
+        raise SecretUnreadable(_ALTERED.format(sealed.key_id))
+    return open_sealed(legacy, private_keys=private_keys, binding=row)
 
 
 def key_hint(secret: str) -> str:
@@ -204,29 +251,37 @@ def key_hint(secret: str) -> str:
     return "****"
 
 
-def _wrap(data_key: bytes, public_key: PublicKey, row_id: str) -> bytes:
+def _bound(label: bytes, version: int, binding: str) -> bytes:
+    """Associated data (or HKDF info) for a secret of ``version`` bound to ``binding``; from version 2 on it covers
+    the version too, so a secret cannot be passed off as another version."""
+    if version == LEGACY_VERSION:
+        return label + binding.encode()
+    return label + bytes([version]) + binding.encode()
+
+
+def _wrap(data_key: bytes, public_key: PublicKey, info: bytes) -> bytes:
     ephemeral = X25519PrivateKey.generate()
     ephemeral_raw = ephemeral.public_key().public_bytes_raw()
-    key, nonce = _wrapping_key(ephemeral.exchange(public_key._key), ephemeral_raw, public_key.raw, row_id)
+    key, nonce = _wrapping_key(ephemeral.exchange(public_key._key), ephemeral_raw, public_key.raw, info)
     return ephemeral_raw + AESGCM(key).encrypt(nonce, data_key, None)
 
 
-def _unwrap(sealed: SealedSecret, private_keys: Keyring, row_id: str) -> bytes:
+def _unwrap(sealed: SealedSecret, private_keys: Keyring, info: bytes) -> bytes:
     private_key = private_keys.get(sealed.key_id)
     if private_key is None:
         raise SecretUnreadable(f"no worker private key with id {sealed.key_id} is loaded to open the stored API key")
     ephemeral_raw, sealed_key = sealed.wrapped_key[:_KEY_BYTES], sealed.wrapped_key[_KEY_BYTES:]
     try:
         shared = private_key._key.exchange(X25519PublicKey.from_public_bytes(ephemeral_raw))
-        key, nonce = _wrapping_key(shared, ephemeral_raw, private_key.public_key.raw, row_id)
+        key, nonce = _wrapping_key(shared, ephemeral_raw, private_key.public_key.raw, info)
         return AESGCM(key).decrypt(nonce, sealed_key, None)
     except (InvalidTag, ValueError):  # ValueError: an altered ephemeral key of low order
         raise SecretUnreadable(_ALTERED.format(sealed.key_id)) from None
 
 
-def _wrapping_key(shared: bytes, ephemeral_raw: bytes, recipient_raw: bytes, row_id: str) -> tuple[bytes, bytes]:
-    # Salting with both public keys binds the wrap to this exchange; the info binds it to its purpose and row.
-    hkdf = HKDF(hashes.SHA256(), _KEY_BYTES + _NONCE_BYTES, ephemeral_raw + recipient_raw, _WRAP_INFO + row_id.encode())
+def _wrapping_key(shared: bytes, ephemeral_raw: bytes, recipient_raw: bytes, info: bytes) -> tuple[bytes, bytes]:
+    # Salting with both public keys binds the wrap to this exchange; the info binds it to its purpose and binding.
+    hkdf = HKDF(hashes.SHA256(), _KEY_BYTES + _NONCE_BYTES, ephemeral_raw + recipient_raw, info)
     okm = hkdf.derive(shared)
     # Each wrapping key encrypts exactly once, so deriving its nonce alongside it is safe (as HPKE does).
     return okm[:_KEY_BYTES], okm[_KEY_BYTES:]

@@ -20,7 +20,7 @@ from bodhi_shared.crypto import (
     SealedSecret,
     SecretUnreadable,
     load_private_keys,
-    open_sealed,
+    open_bound,
 )
 from bodhi_shared.settings import BodhiSettings
 
@@ -72,8 +72,9 @@ class WorkerPrivateKeySettings(BodhiSettings):
 class WorkerKeyring:
     """The private keys a remote worker holds; re-read once when a secret names a key id it lacks.
 
-    Opened keys are remembered (bounded, least recently used first out) by their exact sealed bytes and row, so
-    the X25519 exchange runs once per stored key rather than once per request; a re-keyed row has new bytes.
+    Opened keys are remembered (bounded, least recently used first out) by their exact sealed bytes, row and base
+    URL, so the X25519 exchange runs once per stored key rather than once per request; a re-keyed row has new
+    bytes, and a key asked for with another URL than it was sealed for is opened (and refused) afresh.
     """
 
     MEMO_SIZE = 1024
@@ -81,28 +82,29 @@ class WorkerKeyring:
     def __init__(self, settings: WorkerPrivateKeySettings) -> None:
         self._settings = settings
         self._keys = settings.load_worker_keyring()
-        self._opened: OrderedDict[tuple[str, bytes], str] = OrderedDict()
+        self._opened: OrderedDict[tuple[str, str, bytes], str] = OrderedDict()
 
     @property
     def key_ids(self) -> list[str]:
         return sorted(self._keys)
 
-    def open(self, sealed: bytes, *, row: str) -> str:
-        memo_key = (row, sealed)
+    def open(self, sealed: bytes, *, row: str, base_url: str) -> str:
+        """The provider key sealed for ``row``, only when it was sealed for ``base_url`` too."""
+        memo_key = (row, base_url, sealed)
         if (opened := self._opened.get(memo_key)) is not None:
             self._opened.move_to_end(memo_key)
             return opened
-        opened = self._open(sealed, row=row)
+        opened = self._open(sealed, row=row, base_url=base_url)
         self._opened[memo_key] = opened
         if len(self._opened) > self.MEMO_SIZE:
             self._opened.popitem(last=False)
         return opened
 
-    def _open(self, sealed: bytes, *, row: str) -> str:
+    def _open(self, sealed: bytes, *, row: str, base_url: str) -> str:
         secret = SealedSecret.from_bytes(sealed)
         if secret.key_id not in self._keys:
             log.info("key id %s not held; re-reading the worker keys", secret.key_id)
             self._keys = self._settings.load_worker_keyring()
         if secret.key_id not in self._keys:
             raise SecretUnreadable(f"No worker key with id {secret.key_id}: give this worker that private key.")
-        return open_sealed(secret, private_keys=self._keys, row_id=row)
+        return open_bound(secret, private_keys=self._keys, row=row, base_url=base_url)

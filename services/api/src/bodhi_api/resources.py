@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 from arq import ArqRedis
 
+from bodhi_api.api_models.sealing import rebind_legacy_keys
 from bodhi_api.auth.token_cache import TokenCache
 from bodhi_api.local_aliases.store import add_discovered_aliases, publish_catalogue
 from bodhi_api.metrics import Metrics
@@ -79,12 +80,13 @@ class Resources:
 
 @contextlib.asynccontextmanager
 async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
-    settings.load_worker_public_key()  # fail at start, not at the first save, when it is missing
+    public_key = settings.load_worker_public_key()  # fail at start, not at the first save, when it is missing
     db = await create_pool(settings.require_database_url(), max_size=settings.database_pool_size)
     try:
         if settings.migrate_on_start:
             async with db.acquire() as conn:
                 await migrate(conn)
+        await rebind_legacy_keys(db, public_key)  # keys stored before they were bound to their base URLs
         redis = await create_queue_pool(settings.require_redis_url())
         keys = settings.redis_keys
         token_cache, route_cache = TokenCache(), RouteCache()
