@@ -117,6 +117,7 @@ def gateway_env(*, database_url: str, redis_url: str, redis_prefix: str, home: P
         "BODHI_HOME": str(home),
         "BODHI_PORT": str(port),
         "BODHI_LOG_LEVEL": "DEBUG",
+        "BODHI_ALLOW_PRIVATE_UPSTREAMS": "true",  # the fake providers listen on loopback
     }
 
 

@@ -42,13 +42,16 @@ def unpack(data: bytes) -> Any:
 class Upstream:
     """Where a remote worker sends a request, with the provider key sealed for remote workers only.
 
-    ``sealed_key`` is a ``crypto.SealedSecret`` in bytes, sealed with ``key_row`` as associated data: the API
-    model's id for a stored key, ``ephemeral:{request_id}`` for a key typed into a form and never stored.
+    ``sealed_key`` is a ``crypto.SealedSecret`` in bytes, bound to ``key_row`` and ``base_url``
+    (``crypto.key_binding``): the API model's id for a stored key, ``ephemeral:{request_id}`` for a key typed into
+    a form and never stored. A worker opens it only for the very URL it was sealed with, so no code path can send
+    a key to another server. ``api_model_name`` names the API model in errors ("an admin must update its key").
     """
 
     base_url: str
     key_row: str
     sealed_key: bytes
+    api_model_name: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +84,8 @@ class InferenceJob:
     # False when the API added ``stream_options.include_usage`` itself: the usage chunk is then not relayed.
     relay_usage_chunk: bool = True
     pickup_deadline: float  # unix time after which the API has given up waiting; the job is skipped
+    # The client's own X-Request-Id, passed on to the provider for tracing; ``request_id`` (server-made) routes.
+    client_request_id: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)

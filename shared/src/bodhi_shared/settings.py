@@ -45,3 +45,11 @@ class RedisSettings(BodhiSettings):
     @property
     def redis_keys(self) -> RedisKeys:
         return RedisKeys(self.redis_prefix)
+
+
+class UpstreamPolicySettings(BodhiSettings):
+    """Where providers may be: both the API (on save) and the remote workers (at connect) apply the rule."""
+
+    # Loopback and private addresses as providers (a self-hosted model server on the LAN). `bodhi serve`, one
+    # person's machine, allows them unless told otherwise; `bodhi api` / `bodhi remote-worker` refuse them.
+    allow_private_upstreams: bool = False

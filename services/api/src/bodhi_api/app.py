@@ -40,8 +40,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             app.state.resources = resources
             yield
 
-    # No unauthenticated documentation routes: only health and first-run setup are reachable without credentials.
-    app = FastAPI(title="Bodhi", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # The OpenAPI document describes the routes and bodies (no data, no secret); no interactive docs pages, which
+    # would load scripts from a CDN.
+    app = FastAPI(
+        title="Bodhi", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json"
+    )
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     for router in ROUTERS:

@@ -26,9 +26,30 @@ async def handle_bodhi_error(request: Request, exc: Exception) -> Response:
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    field = ".".join(str(p) for p in first["loc"] if p != "body") or None
+    if first["loc"] == ("body",) and not _sent_as_json(request):
+        # curl -d sends a form content type: FastAPI then never parses the JSON, and pydantic's complaint
+        # ("Input should be a valid dictionary") does not say what to change.
+        return error_response(
+            InvalidRequest(
+                "Send the body as JSON with the header `Content-Type: application/json` "
+                f"(this request said `{request.headers.get('content-type', '')[:80]}`)."
+            )
+        )
+    # A body that is not JSON has a character offset as its location, which names no field.
+    loc = () if first.get("type") == "json_invalid" else first["loc"]
+    field = ".".join(str(p) for p in loc if p != "body") or None
     where = f" `{field}`" if field else ""
-    return error_response(InvalidRequest(f"Invalid request{where}: {first['msg']}.", param=field))
+    # pydantic prefixes the message of a validator's ValueError; ours are sentences of their own.
+    message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
+    return error_response(InvalidRequest(f"Invalid request{where}: {message}.", param=field))
+
+
+def _sent_as_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type")
+    if not content_type:
+        return True  # FastAPI reads a body without a content type as JSON
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON or media.endswith("+json")
 
 
 class RouteNotFound(BodhiError):
@@ -47,7 +68,7 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     target = f"{request.method} {request.url.path}"
     if exc.status_code == 404:
-        return error_response(RouteNotFound(f"Unknown route {target}. See the API reference for valid routes."))
+        return error_response(RouteNotFound(f"Unknown route {target}. The API reference is at /docs."))
     if exc.status_code == 405:
         return error_response(MethodNotAllowed(f"Method not allowed: {target}."))
     error = BodhiError(str(exc.detail))

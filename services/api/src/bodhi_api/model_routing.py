@@ -66,7 +66,7 @@ async def resolve_model(db: asyncpg.Pool, name: str, *, cache: RouteCache | None
 
 async def _lookup(db: asyncpg.Pool, name: str) -> Route:
     row = await db.fetchrow(
-        "SELECT s.upstream_model, a.id, a.base_url, a.sealed_key, l.alias, l.path, l.context_params,"
+        "SELECT s.upstream_model, a.id, a.name, a.base_url, a.sealed_key, l.alias, l.path, l.context_params,"
         " l.request_params FROM served_models s"
         " LEFT JOIN api_models a ON a.id = s.api_model_id LEFT JOIN local_aliases l ON l.alias = s.alias"
         " WHERE s.model_id = $1",
@@ -77,17 +77,31 @@ async def _lookup(db: asyncpg.Pool, name: str) -> Route:
     if row["alias"] is not None:
         local = LocalModel(alias=row["alias"], path=row["path"], context_params=row["context_params"])
         return Route(model=name, upstream_model=name, local=local, request_params=row["request_params"])
-    upstream = Upstream(base_url=row["base_url"], key_row=str(row["id"]), sealed_key=bytes(row["sealed_key"]))
+    upstream = Upstream(
+        base_url=row["base_url"],
+        key_row=str(row["id"]),
+        sealed_key=bytes(row["sealed_key"]),
+        api_model_name=row["name"],
+    )
     return Route(model=name, upstream_model=row["upstream_model"], api_model_id=row["id"], upstream=upstream)
-
-
-async def known_model_names(db: asyncpg.Pool) -> list[str]:
-    return [r["model_id"] for r in await db.fetch("SELECT model_id FROM served_models ORDER BY model_id")]
 
 
 async def _not_found_message(db: asyncpg.Pool, name: str) -> str:
     message = f"The model `{name}` does not exist or you do not have access to it."
-    close = difflib.get_close_matches(name, await known_model_names(db), n=1, cutoff=0.6)
+    served = await db.fetch(
+        "SELECT s.model_id, a.prefix FROM served_models s LEFT JOIN api_models a ON a.id = s.api_model_id"
+    )
+    close = _closest(name, served)
     if close:
         return f"{message} Did you mean `{close[0]}`?"
     return f"{message} GET /v1/models lists the models you can use."
+
+
+def _closest(name: str, served: list[asyncpg.Record]) -> list[str]:
+    """The served id most like ``name``, preferring the API model whose prefix ``name`` asks for: a typo in
+    ``openai/gpt-4o`` should not be answered with another provider's ``gpt-4o``."""
+    ids = sorted((r["model_id"] for r in served), key=str.lower)
+    asked = [r["model_id"] for r in served if r["prefix"] and name.startswith(r["prefix"])]
+    if asked and (close := difflib.get_close_matches(name, sorted(asked, key=str.lower), n=1, cutoff=0.6)):
+        return close
+    return difflib.get_close_matches(name, ids, n=1, cutoff=0.6)

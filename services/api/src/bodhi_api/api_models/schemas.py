@@ -1,135 +1,196 @@
-"""What clients send and get back for API models, and the validation rules the docs promise."""
+"""What clients send and get back for API models: pydantic models that carry the rules the docs promise.
+
+Their validation errors reach clients in the OpenAI error shape (``error_handlers.handle_validation_error``).
+What depends on the deployment's settings (which addresses providers may have) is checked in the route with
+``check_upstream_host``.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-import asyncpg
 import httpx
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
 from bodhi_shared.errors import InvalidRequest
+from bodhi_shared.upstream_addresses import PRIVATE_HINT, refused_host
 
 # The supported API formats are data: another format is another entry (and a worker adapter).
+ApiFormat = Literal["openai"]
 API_FORMATS: tuple[str, ...] = ("openai",)
 MAX_MODELS = 50
 MAX_PREFIX = 32
+MAX_URL = 2048
+MAX_API_KEY = 4096
+# A base URL is what `/chat/completions` is appended to: one that already names an endpoint doubles it.
+_ENDPOINT_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/models")
 _PREFIX = re.compile(r"[A-Za-z0-9\-_./:]+")
 
 
-class ApiModelCreate(BaseModel):
-    """``POST /bodhi/v1/models/api``. Fields are optional here so that validate() can name what is missing."""
+def normalize_base_url(raw: str) -> str:
+    """The base URL as stored and sealed for: http(s), a host, no credentials, query or fragment, no endpoint
+    path, no trailing slash. Raises ``ValueError`` (pydantic turns it into a 400) saying what to send instead."""
+    text = raw.strip()
+    example = "such as https://api.openai.com/v1"
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL:
+        raise ValueError(f"must be an absolute http(s) URL {example}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"must be an absolute http(s) URL {example}")
+    if url.userinfo:
+        raise ValueError("must not hold a user name or password: give the key as `api_key`")
+    if "?" in text or "#" in text:
+        raise ValueError(f"must not have a query string or fragment; use {_without_query(url)}")
+    path = url.path.rstrip("/")
+    for suffix in _ENDPOINT_SUFFIXES:
+        if path.lower().endswith(suffix):
+            fixed = url.copy_with(path=path[: -len(suffix)] or "/")
+            raise ValueError(
+                f"must be the URL that `/chat/completions` is appended to, not an endpoint; use "
+                f"{str(fixed).rstrip('/')}"
+            )
+    return str(url.copy_with(path=path or "/")).rstrip("/")
 
-    name: str | None = None
-    api_format: str = "openai"
-    base_url: str | None = None
-    api_key: str | None = None
-    prefix: str | None = None
-    models: list[str] | None = None
+
+def _without_query(url: httpx.URL) -> str:
+    return str(url.copy_with(query=None, fragment=None)).rstrip("/")
 
 
-class ApiModelUpdate(ApiModelCreate):
-    """``PUT /bodhi/v1/models/api/{id}``: like create, but an absent or null ``api_key`` keeps the stored key."""
+def check_upstream_host(base_url: str, *, allow_private: bool, param: str = "base_url") -> None:
+    """Refuse a base URL whose host is a metadata, link-local or (unless allowed) private or loopback address.
+
+    Host names are checked again against what they resolve to when a worker connects.
+    """
+    reason = refused_host(httpx.URL(base_url).host, allow_private=allow_private)
+    if reason is not None:
+        hint = "" if "link-local" in reason or "metadata" in reason else f" {PRIVATE_HINT}"
+        raise InvalidRequest(f"`{param}` is refused: {reason}.{hint}", param=param, code="upstream_address_refused")
 
 
-class ProviderTarget(BaseModel):
-    """Fetch-models and test-connection bodies: a form's ``base_url`` + ``api_key``, or a stored ``id``."""
-
-    id: str | None = None
-    base_url: str | None = None
-    api_key: str | None = None
-    model: str | None = None
+def _checked_prefix(prefix: str) -> str:
+    if len(prefix) > MAX_PREFIX or not _PREFIX.fullmatch(prefix):
+        raise ValueError(f"must be 1 to {MAX_PREFIX} letters, digits or `- _ . / :` without spaces, like `openai/`")
+    return prefix
 
 
-@dataclass(frozen=True, slots=True)
-class ApiModelFields:
-    name: str
-    api_format: str
-    base_url: str
-    prefix: str | None
-    models: list[str]
+def _checked_models(models: list[str]) -> list[str]:
+    duplicates = sorted({m for m in models if models.count(m) > 1}, key=str.lower)
+    if duplicates:
+        raise ValueError(f"lists {', '.join(duplicates)} more than once")
+    return models
+
+
+BaseUrl = Annotated[str, StringConstraints(max_length=MAX_URL), AfterValidator(normalize_base_url)]
+ModelId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+Prefix = Annotated[str, AfterValidator(_checked_prefix)]
+ModelList = Annotated[list[ModelId], Field(min_length=1, max_length=MAX_MODELS), AfterValidator(_checked_models)]
+ApiKey = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_API_KEY)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+
+
+def _none_if_empty(value: Any) -> Any:
+    """An empty prefix (a form's blank field) means no prefix."""
+    return None if value == "" else value
+
+
+class ApiModelFields(BaseModel):
+    """What an API model is made of, the key aside."""
+
+    name: Name | None = Field(default=None, description="Shown in lists; the base URL's host when empty.")
+    api_format: ApiFormat = "openai"
+    base_url: BaseUrl = Field(description="What `/chat/completions` is appended to, e.g. https://api.openai.com/v1")
+    prefix: Prefix | None = Field(
+        default=None, description="Put before each model id (`openai/` -> `openai/gpt-4o`); empty for none."
+    )
+    models: ModelList = Field(description=f"The provider's model ids to serve, 1 to {MAX_MODELS}.")
+
+    empty_prefix_is_none = field_validator("prefix", mode="before")(_none_if_empty)
+
+    def display_name(self) -> str:
+        return self.name or httpx.URL(self.base_url).host
 
     def served_ids(self) -> list[str]:
         """The model ids clients use: the prefix (if any) followed by each selected model."""
         return [f"{self.prefix or ''}{model}" for model in self.models]
 
 
-def validate_base_url(raw: str | None) -> str:
-    if not raw or not raw.strip():
-        raise InvalidRequest("`base_url` is required, e.g. https://api.openai.com/v1.", param="base_url")
-    try:
-        url = httpx.URL(raw.strip())
-    except httpx.InvalidURL:
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
-        raise InvalidRequest(
-            f"`base_url` must be an absolute http(s) URL such as https://api.openai.com/v1, not `{raw}`.",
-            param="base_url",
-        )
-    return str(url).rstrip("/")
+class ApiModelCreate(ApiModelFields):
+    """``POST /bodhi/v1/models/api``."""
 
-
-def validate_prefix(raw: str | None) -> str | None:
-    if raw is None or raw == "":
-        return None
-    if len(raw) > MAX_PREFIX or not _PREFIX.fullmatch(raw):
-        raise InvalidRequest(
-            f"`prefix` must be 1 to {MAX_PREFIX} letters, digits or `- _ . / :` without spaces, like `openai/`.",
-            param="prefix",
-        )
-    return raw
-
-
-def validate_models(raw: list[str] | None) -> list[str]:
-    if not raw:
-        raise InvalidRequest("`models` must list at least one model id; fetch them with fetch-models.", param="models")
-    if len(raw) > MAX_MODELS:
-        raise InvalidRequest(f"`models` lists {len(raw)} models; at most {MAX_MODELS} are allowed.", param="models")
-    if any(not isinstance(m, str) or not m.strip() for m in raw):
-        raise InvalidRequest("`models` must hold non-empty model ids.", param="models")
-    duplicates = sorted({m for m in raw if raw.count(m) > 1})
-    if duplicates:
-        raise InvalidRequest(f"`models` lists {', '.join(duplicates)} more than once.", param="models")
-    return list(raw)
-
-
-def validate_api_key(raw: str | None) -> str:
-    if raw is None or not raw.strip():
-        raise InvalidRequest("`api_key` is required: paste the key from your provider's dashboard.", param="api_key")
-    return raw.strip()
-
-
-def validate_fields(body: ApiModelCreate) -> ApiModelFields:
-    if body.api_format not in API_FORMATS:
-        raise InvalidRequest(
-            f"`api_format` `{body.api_format}` is not supported; use one of: {', '.join(API_FORMATS)}.",
-            param="api_format",
-        )
-    base_url = validate_base_url(body.base_url)
-    name = (body.name or "").strip() or httpx.URL(base_url).host
-    return ApiModelFields(
-        name=name,
-        api_format=body.api_format,
-        base_url=base_url,
-        prefix=validate_prefix(body.prefix),
-        models=validate_models(body.models),
+    api_key: Annotated[ApiKey, Field(min_length=1)] = Field(
+        description="The provider's key: sealed for the remote workers, never shown again."
     )
 
 
-def public_api_model(row: asyncpg.Record) -> dict[str, Any]:
+class ApiModelUpdate(ApiModelFields):
+    """``PUT /bodhi/v1/models/api/{id}``: a full replace, except that an absent, null or empty ``api_key`` keeps
+    the stored key (what an edit form with an untouched password field sends). A new ``base_url`` needs a key."""
+
+    api_key: ApiKey | None = None
+
+    def new_key(self) -> str | None:
+        return self.api_key or None
+
+
+class ApiModelPatch(BaseModel):
+    """``PATCH /bodhi/v1/models/api/{id}``: only the fields to change; the rest stay as stored."""
+
+    name: Name | None = None
+    api_format: ApiFormat | None = None
+    base_url: BaseUrl | None = None
+    prefix: Prefix | None = None
+    models: ModelList | None = None
+    api_key: ApiKey | None = None
+
+    empty_prefix_is_none = field_validator("prefix", mode="before")(_none_if_empty)
+
+
+class ProviderTarget(BaseModel):
+    """Fetch-models and test-connection bodies: a form's ``base_url`` + ``api_key``, or a stored ``id``.
+
+    With ``id``, a given ``api_key`` is the one used, and a ``base_url`` other than the stored one needs one.
+    """
+
+    id: str | None = Field(default=None, max_length=64)
+    base_url: BaseUrl | None = None
+    api_key: ApiKey | None = None
+    model: ModelId | None = None
+
+
+class ApiModelPublic(BaseModel):
     """An API model as every response shows it: never the key, only whether there is one and its hint."""
-    return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "api_format": row["api_format"],
-        "base_url": row["base_url"],
-        "prefix": row["prefix"],
-        "models": list(row["models"]),
-        "has_api_key": bool(row["sealed_key"]),
-        "api_key_hint": row["key_hint"],
-        "created_by": str(row["created_by"]) if row["created_by"] else None,
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
+
+    id: str
+    name: str
+    api_format: str
+    base_url: str
+    prefix: str | None
+    models: list[str]
+    has_api_key: bool
+    api_key_hint: str
+    created_by: str | None
+    editable: bool = Field(description="Whether the caller may edit, delete, or test with the stored key.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiModelList(BaseModel):
+    data: list[ApiModelPublic]
+
+
+class ApiFormatList(BaseModel):
+    data: list[str]
+
+
+class FetchedModels(BaseModel):
+    models: list[str]
+
+
+class ConnectionTest(BaseModel):
+    success: bool
+    response: str | None = None
+    error: str | None = None
+    error_code: str | None = None

@@ -9,6 +9,12 @@ import asyncpg
 from bodhi_api.api_models.schemas import ApiModelFields
 from bodhi_api.http_errors import Conflict
 from bodhi_api.served_ids import lock_served_ids, refuse_clash
+from bodhi_shared.errors import InvalidRequest
+
+KEY_FOR_NEW_URL = (
+    "A new `base_url` needs its `api_key` too: the stored key is sealed for the old URL and is never sent "
+    "anywhere else. Enter the key for {url}."
+)
 
 _COLUMNS = "id, name, api_format, base_url, prefix, models, sealed_key, key_hint, created_by, created_at, updated_at"
 
@@ -40,7 +46,7 @@ async def create_api_model(
             "INSERT INTO api_models (id, name, api_format, base_url, prefix, models, sealed_key, key_hint, created_by)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             api_model_id,
-            fields.name,
+            fields.display_name(),
             fields.api_format,
             fields.base_url,
             fields.prefix,
@@ -63,15 +69,21 @@ async def update_api_model(
     sealed_key: bytes | None,
     key_hint: str | None,
 ) -> asyncpg.Record | None:
-    """Replace everything but the key, which changes only when a new one is given."""
+    """Replace everything but the key, which changes only when a new one is given; a new base URL needs one
+    (the stored key is sealed for the old URL). Checked under the row's lock, so no concurrent edit slips by."""
     async with db.acquire() as conn, conn.transaction():
+        stored_url = await conn.fetchval("SELECT base_url FROM api_models WHERE id = $1 FOR UPDATE", api_model_id)
+        if stored_url is None:
+            return None
+        if sealed_key is None and stored_url != fields.base_url:
+            raise InvalidRequest(KEY_FOR_NEW_URL.format(url=fields.base_url), param="api_key")
         await _check_and_lock(conn, api_model_id, fields)
-        updated = await conn.execute(
+        await conn.execute(
             "UPDATE api_models SET name = $2, api_format = $3, base_url = $4, prefix = $5, models = $6,"
             " sealed_key = COALESCE($7, sealed_key), key_hint = COALESCE($8, key_hint), updated_at = now()"
             " WHERE id = $1",
             api_model_id,
-            fields.name,
+            fields.display_name(),
             fields.api_format,
             fields.base_url,
             fields.prefix,
@@ -79,8 +91,6 @@ async def update_api_model(
             sealed_key,
             key_hint,
         )
-        if updated.endswith(" 0"):
-            return None
         await _claim_served_ids(conn, api_model_id, fields)
     return await get_api_model(db, api_model_id)
 

@@ -19,7 +19,7 @@ async def served_models(db: asyncpg.Pool) -> list[dict[str, Any]]:
     rows = await db.fetch(
         "SELECT s.model_id, s.alias, a.id, a.name, a.api_format, a.base_url FROM served_models s"
         " LEFT JOIN api_models a ON a.id = s.api_model_id"
-        " ORDER BY s.alias IS NULL, lower(a.name), a.created_at, a.id, s.model_id"
+        " ORDER BY s.alias IS NULL, lower(a.name), a.created_at, a.id, lower(s.model_id), s.model_id"
     )
     return [
         {
