@@ -119,18 +119,19 @@ def test_unknown_model_without_close_name_has_no_hint(gateway: Gateway) -> None:
 async def test_upstream_error_before_first_byte_keeps_status_and_body(
     client: httpx.AsyncClient, register_upstream: RegisterUpstream, stream: bool
 ) -> None:
+    # A provider's 401/403 is not relayed (tests/bodhi_api/test_provider_errors.py): any other status is.
     upstream_error = {
         "error": {
-            "message": "Incorrect API key provided",
+            "message": "Invalid 'messages': empty array.",
             "type": "invalid_request_error",
-            "param": None,
-            "code": "invalid_api_key",
+            "param": "messages",
+            "code": "empty_array",
         }
     }
-    model = await register_upstream(Script(status=401, error_body=upstream_error))
+    model = await register_upstream(Script(status=400, error_body=upstream_error))
     response = await client.post("/v1/chat/completions", json={"model": model, "messages": [], "stream": stream})
 
-    assert response.status_code == 401
+    assert response.status_code == 400
     assert response.json() == upstream_error
 
 

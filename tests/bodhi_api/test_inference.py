@@ -126,7 +126,8 @@ async def test_client_leaving_closes_the_upstream_connection(
     assert record.finished_at is None
 
 
-@pytest.mark.parametrize("status", [401, 404, 429, 500])
+# 401/403 become 502 provider_authentication_failed: tests/bodhi_api/test_provider_errors.py
+@pytest.mark.parametrize("status", [400, 404, 422, 429, 500])
 async def test_upstream_errors_keep_their_status(
     client: httpx.AsyncClient, register_upstream: RegisterUpstream, status: int
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -9,6 +10,8 @@ import pytest
 
 # the module, not its names: pytest would collect a bare ``test_connection`` as a test
 from bodhi_remote_worker import provider_checks
+from bodhi_remote_worker.guarded_transport import provider_client
+from bodhi_remote_worker.settings import RemoteWorkerSettings
 from bodhi_shared.errors import ProviderCheckFailed
 from tests.support.fake_upstream import FakeUpstream, Script, free_port
 
@@ -23,12 +26,12 @@ def fake(fake_upstream: FakeUpstream) -> Iterator[FakeUpstream]:
     fake_upstream.reset_model_list()
 
 
-async def test_models_are_sorted_and_deduplicated(fake: FakeUpstream) -> None:
-    fake.models_ids = ["zeta", "alpha", "mid", "alpha"]
+async def test_models_are_sorted_regardless_of_case_and_deduplicated(fake: FakeUpstream) -> None:
+    fake.models_ids = ["Zeta", "alpha", "Mid", "alpha"]
     async with httpx.AsyncClient() as client:
         models = await provider_checks.list_models(client, base_url=fake.base_url, api_key=KEY)
 
-    assert models == ["alpha", "mid", "zeta"]
+    assert models == ["alpha", "Mid", "Zeta"]
     assert fake.model_list_requests[-1].headers["authorization"] == f"Bearer {KEY}"
 
 
@@ -39,6 +42,17 @@ async def test_keyless_provider_sends_no_authorization(fake: FakeUpstream) -> No
 
     assert models == ["local"]
     assert "authorization" not in fake.model_list_requests[-1].headers
+
+
+async def test_key_shaped_tokens_are_cut_from_messages(fake: FakeUpstream) -> None:
+    other = "sk-" + "0th3r" * 5  # a provider echoing a key that is not even ours
+    body = {"error": {"message": f"Key {other} is revoked", "type": "invalid_request_error", "code": None}}
+    fake.scripts["check-echo"] = Script(status=400, error_body=body)
+    with pytest.raises(ProviderCheckFailed) as caught:
+        await _check(fake, "check-echo")
+
+    assert other not in caught.value.message
+    assert "Key [redacted] is revoked" in caught.value.message
 
 
 async def test_bad_key_is_invalid_api_key_without_the_key(fake: FakeUpstream) -> None:
@@ -103,13 +117,81 @@ async def test_connection_returns_the_reply(fake: FakeUpstream) -> None:
 
 
 async def test_unknown_model_is_model_not_found_and_not_retried(fake: FakeUpstream) -> None:
-    fake.scripts["check-404"] = Script(status=404)
+    fake.scripts["check-404"] = Script(status=404)  # OpenAI's own 404: code model_not_found
     with pytest.raises(ProviderCheckFailed) as caught:
         await _check(fake, "check-404")
 
     assert caught.value.code == "model_not_found"
     assert caught.value.message.startswith("Model not found: ")
     assert len(fake.requests_for("check-404")) == 1
+
+
+async def test_a_404_saying_the_model_is_missing_is_model_not_found(fake: FakeUpstream) -> None:
+    """Ollama's way: no code, but a JSON error that names the model."""
+    fake.scripts["check-ollama"] = Script(status=404, error_body={"error": 'model "check-ollama" not found'})
+    with pytest.raises(ProviderCheckFailed) as caught:
+        await _check(fake, "check-ollama")
+
+    assert caught.value.code == "model_not_found"
+
+
+async def test_a_404_on_the_route_is_connection_failed_with_a_path_hint(fake: FakeUpstream) -> None:
+    fake.scripts["check-no-v1"] = Script()
+    root = fake.base_url.removesuffix("/v1")  # the base URL without its /v1: the route itself is not found
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ProviderCheckFailed) as caught:
+            await provider_checks.test_connection(
+                client, base_url=root, api_key=KEY, model="check-no-v1", backoff_s=FAST
+            )
+
+    assert caught.value.code == "connection_failed"
+    assert caught.value.message.startswith("Connection failed: ")
+    assert "HTTP 404" in caught.value.message
+    assert "/v1" in caught.value.message
+    assert fake.requests_for("check-no-v1") == []
+
+
+async def test_a_json_404_not_about_the_model_is_connection_failed(fake: FakeUpstream) -> None:
+    fake.scripts["check-detail"] = Script(status=404, error_body={"detail": "Not Found"})  # FastAPI's unknown route
+    with pytest.raises(ProviderCheckFailed) as caught:
+        await _check(fake, "check-detail")
+
+    assert caught.value.code == "connection_failed"
+    assert "ends with /v1" in caught.value.message
+
+
+async def test_a_redirect_is_connection_failed_and_not_followed(fake: FakeUpstream) -> None:
+    fake.scripts["check-307"] = Script(redirect_to="http://169.254.169.254/latest/meta-data/")
+    with pytest.raises(ProviderCheckFailed) as caught:
+        await _check(fake, "check-307")
+
+    assert caught.value.code == "connection_failed"
+    assert "HTTP 307" in caught.value.message
+    assert len(fake.requests_for("check-307")) == 1
+
+
+async def test_a_hanging_provider_gives_up_at_the_deadline_retries_included(fake: FakeUpstream) -> None:
+    fake.scripts["check-hang"] = Script(hang=True)
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=30) as client:
+        with pytest.raises(ProviderCheckFailed) as caught:
+            async with provider_checks.give_up_after(0.5, base_url=fake.base_url):
+                await provider_checks.test_connection(client, base_url=fake.base_url, api_key=KEY, model="check-hang")
+
+    assert time.monotonic() - started < 2
+    assert caught.value.code == "connection_failed"
+    assert caught.value.message == "Connection failed: no answer from 127.0.0.1 within 0.5 s; gave up."
+
+
+async def test_a_refused_address_is_connection_failed(fake: FakeUpstream) -> None:
+    settings = RemoteWorkerSettings(allow_private_upstreams=False)
+    async with provider_client(settings) as client:
+        with pytest.raises(ProviderCheckFailed) as caught:
+            await provider_checks.list_models(client, base_url=f"http://localhost:{fake.port}/v1", api_key=KEY)
+
+    assert caught.value.code == "connection_failed"
+    assert caught.value.message.startswith("Connection failed: Bodhi does not connect to the provider at localhost")
+    assert "BODHI_ALLOW_PRIVATE_UPSTREAMS" in caught.value.message
 
 
 async def test_model_not_found_code_in_body_wins(fake: FakeUpstream) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from bodhi_remote_worker.upstream import Provider, forward, stream_sse
-from bodhi_shared.errors import UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
+from bodhi_shared.errors import ProviderAuthenticationFailed, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
 from tests.support.fake_upstream import FakeUpstream, Script, free_port
 
 
@@ -44,3 +46,127 @@ async def test_slow_upstream_times_out(fake_upstream: FakeUpstream) -> None:
     async with httpx.AsyncClient(timeout=0.5) as client:
         with pytest.raises(UpstreamTimeout):
             _ = [p async for p in stream_sse(client, upstream, b'{"model": "adapter-slow", "stream": true}')]
+
+
+KEY = "sk-adapter-" + "s3cr3t" * 4
+
+
+def named(fake_upstream: FakeUpstream, *, api_model_name: str = "Team OpenAI") -> Provider:
+    return Provider(base_url=fake_upstream.base_url, api_key=KEY, api_model_name=api_model_name)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_provider_refusing_the_key_is_502_naming_the_api_model(
+    fake_upstream: FakeUpstream, status: int, stream: bool
+) -> None:
+    model = f"adapter-{status}-{stream}"
+    fake_upstream.scripts[model] = Script(status=status, echo_key=True)
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ProviderAuthenticationFailed) as caught:
+            await _call(client, named(fake_upstream), model, stream=stream)
+
+    error = caught.value
+    assert error.status_code == 502
+    assert error.to_body()["error"]["type"] == "upstream_error"
+    assert error.code == "provider_authentication_failed"
+    assert "API model `Team OpenAI`" in error.message
+    assert "An admin must update" in error.message
+    assert KEY.encode() not in error.to_json()
+
+
+async def test_an_unnamed_api_model_is_this_api_model(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.scripts["adapter-401-unnamed"] = Script(status=401)
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(ProviderAuthenticationFailed, match="this API model"):
+            await _call(client, named(fake_upstream, api_model_name=""), "adapter-401-unnamed", stream=False)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_echoed_key_is_masked_in_a_relayed_error_body(fake_upstream: FakeUpstream, stream: bool) -> None:
+    model = f"adapter-400-echo-{stream}"
+    fake_upstream.scripts[model] = Script(status=400, echo_key=True)
+    body = json.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": PASTED}]})
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(UpstreamHTTPError) as caught:
+            await _call(client, named(fake_upstream), model, stream=stream, body=body.encode())
+
+    relayed = caught.value.to_json()
+    assert caught.value.status_code == 400
+    assert KEY.encode() not in relayed
+    assert b"Bearer [redacted]" in relayed  # the provider's own words stay, the secret does not
+    assert json.loads(relayed)["error"]["message"].startswith("scripted failure")
+
+
+async def test_a_secret_the_request_carried_is_masked_in_an_error(fake_upstream: FakeUpstream) -> None:
+    """Some providers quote the offending request; a key the client pasted into a message is cut out too."""
+    quoted = {"error": {"message": f"bad request: {PASTED}", "type": "invalid_request_error", "code": None}}
+    fake_upstream.scripts["adapter-quote"] = Script(status=422, error_body=quoted)
+    body = json.dumps({"model": "adapter-quote", "messages": [{"role": "user", "content": PASTED}]}).encode()
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(UpstreamHTTPError) as caught:
+            await forward(client, named(fake_upstream), body)
+
+    assert caught.value.status_code == 422
+    assert PASTED_KEY.encode() not in caught.value.to_json()
+
+
+async def test_an_in_band_error_is_masked(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.scripts["adapter-in-band"] = Script(chunks=3, error_after=1, echo_key=True)
+    async with httpx.AsyncClient() as client:
+        payloads = [p async for p in stream_sse(client, named(fake_upstream), _body("adapter-in-band", stream=True))]
+
+    assert len(payloads) == 2
+    assert json.loads(payloads[1])["error"]["code"] == "overloaded"
+    assert KEY.encode() not in payloads[1]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_retry_after_and_rate_limit_headers_come_with_the_error(
+    fake_upstream: FakeUpstream, stream: bool
+) -> None:
+    model = f"adapter-429-headers-{stream}"
+    headers = {"Retry-After": "7", "x-ratelimit-remaining-requests": "0", "Set-Cookie": "session=provider-side"}
+    fake_upstream.scripts[model] = Script(status=429, error_headers=headers)
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(UpstreamHTTPError) as caught:
+            await _call(client, named(fake_upstream), model, stream=stream)
+
+    assert caught.value.status_code == 429
+    assert caught.value.headers == {"retry-after": "7", "x-ratelimit-remaining-requests": "0"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_client_request_id_goes_upstream(fake_upstream: FakeUpstream, stream: bool) -> None:
+    model = f"adapter-request-id-{stream}"
+    fake_upstream.scripts[model] = Script(chunks=1)
+    async with httpx.AsyncClient() as client:
+        await _call(client, named(fake_upstream), model, stream=stream, client_request_id="trace-abc.123")
+        await _call(client, named(fake_upstream), model, stream=stream)
+
+    with_id, without = fake_upstream.requests_for(model)
+    assert with_id.headers["x-request-id"] == "trace-abc.123"
+    assert "x-request-id" not in without.headers
+
+
+PASTED_KEY = "sk-pasted-" + "z9" * 12
+PASTED = f"my other key is {PASTED_KEY}, keep it safe"
+
+
+def _body(model: str, *, stream: bool) -> bytes:
+    return json.dumps({"model": model, "stream": stream}).encode()
+
+
+async def _call(
+    client: httpx.AsyncClient,
+    provider: Provider,
+    model: str,
+    *,
+    stream: bool,
+    body: bytes | None = None,
+    client_request_id: str | None = None,
+) -> list[bytes]:
+    sent = body or _body(model, stream=stream)
+    if not stream:
+        return [await forward(client, provider, sent, client_request_id=client_request_id)]
+    return [p async for p in stream_sse(client, provider, sent, client_request_id=client_request_id)]

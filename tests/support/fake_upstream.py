@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -31,6 +32,11 @@ class Script:
     # statuses answered to the first requests, one each (popped), before the scripted answer: [429, 429]
     leading_failures: list[int] = field(default_factory=list)
     disconnect_after: int | None = None  # drop the connection after this many chunks, without [DONE]
+    error_headers: dict[str, str] = field(default_factory=dict)  # sent with an error status (Retry-After, ...)
+    echo_key: bool = False  # an error's message repeats the bearer it received, as some providers do
+    hang: bool = False  # never answer; the request ends when the client gives up (``client_gone_at``)
+    redirect_to: str | None = None  # answer 307 with this Location
+    error_after: int | None = None  # a stream sends an in-band error event after this many chunks (``echo_key``)
 
 
 @dataclass
@@ -42,6 +48,26 @@ class RecordedRequest:
     sent: list[bytes] = field(default_factory=list)  # the data: payload of each SSE event, as sent
     finished_at: float | None = None
     client_gone_at: float | None = None  # time.monotonic() when the client closed the stream early
+
+
+HANG_LIMIT_S = 60.0
+
+
+def default_error(status: int, model: str) -> dict[str, Any]:
+    """The body of a scripted error status: OpenAI's own for an unknown model (404), a generic one otherwise."""
+    if status == 404:
+        message = f"The model `{model}` does not exist or you do not have access to it."
+        return {
+            "error": {"message": message, "type": "invalid_request_error", "param": None, "code": "model_not_found"}
+        }
+    return {"error": {"message": "scripted failure", "type": "api_error", "param": None, "code": None}}
+
+
+def in_band_error(echoed: str) -> bytes:
+    """An error event in the middle of a stream, as some providers send one (repeating the bearer if given)."""
+    message = f"overloaded mid-stream ({echoed})" if echoed else "overloaded mid-stream"
+    error = {"message": message, "type": "server_error", "param": None, "code": "overloaded"}
+    return b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
 
 
 def chunk_text(script: Script, index: int) -> str:
@@ -160,14 +186,21 @@ class FakeUpstream:
         script = self.scripts.get(model, Script())
         if script.latency:
             await asyncio.sleep(script.latency)
+        if script.hang:
+            return await self._hang(request, record)
+        if script.redirect_to is not None:
+            return Response(status_code=307, headers={"Location": script.redirect_to})
         status = script.leading_failures.pop(0) if script.leading_failures else script.status
         if status >= 400:
-            error = script.error_body or {
-                "error": {"message": "scripted failure", "type": "api_error", "param": None, "code": None}
-            }
-            return JSONResponse(error, status_code=status)
+            error = script.error_body or default_error(status, model)
+            if script.echo_key:
+                bearer = request.headers.get("authorization", "")
+                error = {"error": {**error["error"], "message": f"{error['error']['message']} ({bearer})"}}
+            return JSONResponse(error, status_code=status, headers=script.error_headers)
         if body.get("stream"):
-            return StreamingResponse(self._stream(record, model, script), media_type="text/event-stream")
+            bearer = request.headers.get("authorization", "")
+            stream = self._stream(record, model, script, bearer=bearer)
+            return StreamingResponse(stream, media_type="text/event-stream")
         content = "".join(chunk_text(script, i) for i in range(script.chunks))
         record.finished_at = time.monotonic()
         if body.get("tools"):
@@ -196,6 +229,17 @@ class FakeUpstream:
             }
         )
 
+    @staticmethod
+    async def _hang(request: Request, record: RecordedRequest) -> Response:
+        # The body is read, so the next ASGI message is the client's disconnect; bounded, so a stuck test cannot
+        # hold the server forever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HANG_LIMIT_S):
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+        record.client_gone_at = time.monotonic()
+        return Response(status_code=504)
+
     async def _embeddings(self, request: Request) -> Response:
         body = json.loads(await request.body())
         self.requests.append(RecordedRequest(path=request.url.path, headers=dict(request.headers), body=body))
@@ -205,7 +249,9 @@ class FakeUpstream:
         usage = {"prompt_tokens": 2 * len(inputs), "total_tokens": 2 * len(inputs)}
         return JSONResponse({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
 
-    async def _stream(self, record: RecordedRequest, model: str, script: Script) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, record: RecordedRequest, model: str, script: Script, *, bearer: str = ""
+    ) -> AsyncIterator[bytes]:
         if record.body.get("tools"):
             chunks = tool_call_chunks(model)
         else:
@@ -228,6 +274,9 @@ class FakeUpstream:
                     await asyncio.sleep(script.delay)
                 if script.disconnect_after is not None and i == script.disconnect_after:
                     raise ConnectionAbortedError("scripted disconnect")  # uvicorn drops the connection
+                if script.error_after is not None and i == script.error_after:
+                    yield in_band_error(bearer if script.echo_key else "")
+                    break
                 payload = json.dumps(chunk).encode()
                 record.chunk_times.append(time.monotonic())
                 record.sent.append(payload)

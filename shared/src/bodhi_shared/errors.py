@@ -4,9 +4,14 @@
     ├── InvalidRequest              400 invalid_request_error
     ├── ModelNotFound               404 invalid_request_error / model_not_found
     ├── ServiceUnavailable          503 api_error / service_unavailable
-    ├── RelayedError                an error a worker reported, relayed with its status and body as sent
-    └── UpstreamError               upstream failures, relayed by remote workers
-        ├── UpstreamHTTPError       the provider answered with an error status (status and body kept)
+    ├── RelayedError                an error a worker reported, relayed with its status, body and headers
+    └── UpstreamError               502 upstream failures, relayed by remote workers (upstream_redirect: a 30x)
+        ├── UpstreamHTTPError       the provider answered with an error status (status, masked body and
+        │                           Retry-After / x-ratelimit-* headers kept)
+        ├── ProviderAuthenticationFailed
+        │                           502 upstream_error / provider_authentication_failed: the provider refused
+        │                           the stored key (401/403); never the client's 401
+        ├── UpstreamAddressRefused  502 upstream_address_refused: the provider's host or address is not allowed
         ├── UpstreamUnreachable     502 connection refused, DNS failure
         ├── UpstreamTimeout         504 connect, first byte or idle timeout
         └── ProviderCheckFailed     502 (504 on a timeout) checking an API model's provider failed; code says why:
@@ -20,7 +25,10 @@ into error events (``contract.StreamEvent.error``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
+
+from bodhi_shared.upstream_addresses import PRIVATE_HINT
 
 
 class BodhiError(Exception):
@@ -69,11 +77,12 @@ class ServiceUnavailable(BodhiError):
 
 
 class RelayedError(BodhiError):
-    """An error a worker published (an ERROR event); its status and OpenAI body are passed on unchanged."""
+    """An error a worker published (an ERROR event); its status, OpenAI body and headers are passed on."""
 
-    def __init__(self, status_code: int, body: bytes) -> None:
+    def __init__(self, status_code: int, body: bytes, *, headers: Mapping[str, str] | None = None) -> None:
         self.status_code = status_code
         self.body = body
+        self.headers = relayable_error_headers(headers or {})
         super().__init__(f"worker reported HTTP {status_code}")
 
     def to_json(self) -> bytes:
@@ -88,15 +97,51 @@ class UpstreamError(BodhiError):
 
 
 class UpstreamHTTPError(UpstreamError):
-    """The provider answered with an error status; its status and body are relayed unchanged."""
+    """The provider answered with an error status; its status and (already masked) body are relayed, and so are
+    the headers that tell a client when to retry (``relayable_error_headers``)."""
 
-    def __init__(self, status_code: int, body: bytes) -> None:
+    def __init__(self, status_code: int, body: bytes, *, headers: Mapping[str, str] | None = None) -> None:
         self.status_code = status_code
         self.body = body
+        self.headers = relayable_error_headers(headers or {})
         super().__init__(f"upstream answered HTTP {status_code}")
 
     def to_json(self) -> bytes:
         return relayable_error_body(self.status_code, self.body)
+
+
+class ProviderAuthenticationFailed(UpstreamError):
+    """The provider refused the API model's stored key (its 401 or 403).
+
+    Not relayed as a 401: the OpenAI SDK raises that as ``AuthenticationError``, exactly as for a bad Bodhi token,
+    and the caller can do nothing about a stored key but tell an admin.
+    """
+
+    error_type = "upstream_error"
+    code = "provider_authentication_failed"
+
+    def __init__(self, *, api_model_name: str, upstream_status: int) -> None:
+        named = f"API model `{api_model_name}`" if api_model_name else "this API model"
+        super().__init__(
+            f"The provider refused the API key of {named} (HTTP {upstream_status}). "
+            "An admin must update the API model's key."
+        )
+        self.upstream_status = upstream_status
+
+
+class UpstreamAddressRefused(UpstreamError):
+    """The provider's host, or an address it resolves to, is one Bodhi does not connect to (``upstream_addresses``).
+
+    ``private`` marks a refusal that ``BODHI_ALLOW_PRIVATE_UPSTREAMS`` would lift; the message then says so.
+    """
+
+    code = "upstream_address_refused"
+
+    def __init__(self, *, host: str, reason: str, private: bool = False) -> None:
+        hint = f" {PRIVATE_HINT}" if private else ""
+        super().__init__(f"Bodhi does not connect to the provider at {host}: {reason}.{hint}")
+        self.host = host
+        self.reason = reason
 
 
 class UpstreamUnreachable(UpstreamError):
@@ -124,6 +169,22 @@ class ProviderCheckFailed(UpstreamError):
         super().__init__(message, code=code)
         self.status_code = status_code
         self.upstream_status = upstream_status
+
+
+# What a client may learn from a provider's error response besides its body: when to retry, and its limits.
+RELAYED_HEADERS = frozenset({"retry-after"})
+RELAYED_HEADER_PREFIXES = ("x-ratelimit-",)
+
+
+def relayable_error_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The provider's ``Retry-After`` and ``x-ratelimit-*`` headers, nothing else (no cookies, no ids)."""
+    return {
+        name.lower(): value
+        for name, value in headers.items()
+        if isinstance(name, str)  # headers may come from an event's msgpack meta: trust no shape
+        and isinstance(value, str)
+        and (name.lower() in RELAYED_HEADERS or name.lower().startswith(RELAYED_HEADER_PREFIXES))
+    }
 
 
 def relayable_error_body(status_code: int, body: bytes) -> bytes:

@@ -202,7 +202,8 @@ class EventReader:
             event = await self.next()
         assert event is not None
         if event.kind == EventKind.ERROR:
-            raise RelayedError(event.status, event.data)
+            headers = (event.meta or {}).get("headers")  # a provider's Retry-After / x-ratelimit-*, if any
+            raise RelayedError(event.status, event.data, headers=headers if isinstance(headers, dict) else None)
         return event
 
 

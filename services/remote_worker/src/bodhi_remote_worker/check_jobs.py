@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from bodhi_remote_worker.context import context_of
-from bodhi_remote_worker.provider_checks import list_models, test_connection
+from bodhi_remote_worker.provider_checks import give_up_after, list_models, test_connection
 from bodhi_shared.contract import EventKind, ProviderCheckJob, StreamEvent
 from bodhi_shared.errors import BodhiError, ProviderCheckFailed
 
@@ -34,7 +34,8 @@ async def fetch_models(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     await worker.publish_started(job)
     try:
         provider = worker.provider(job.upstream)
-        models = await list_models(worker.http, base_url=provider.base_url, api_key=provider.api_key)
+        async with give_up_after(worker.settings.provider_check_timeout, base_url=provider.base_url):
+            models = await list_models(worker.http, base_url=provider.base_url, api_key=provider.api_key)
     except BodhiError as exc:
         log.info("fetch models %s failed: %s", job.request_id, exc.message)
         await worker.publish(job, _failed(exc))
@@ -51,9 +52,10 @@ async def check_connection(ctx: dict[str, Any], payload: dict[str, Any]) -> None
     await worker.publish_started(job)
     try:
         provider = worker.provider(job.upstream)
-        reply = await test_connection(
-            worker.http, base_url=provider.base_url, api_key=provider.api_key, model=job.model or ""
-        )
+        async with give_up_after(worker.settings.provider_check_timeout, base_url=provider.base_url):
+            reply = await test_connection(
+                worker.http, base_url=provider.base_url, api_key=provider.api_key, model=job.model or ""
+            )
     except ProviderCheckFailed as exc:
         log.info("test connection %s failed: %s", job.request_id, exc.code)
         await worker.publish(job, _answer({"success": False, "error": exc.message, "error_code": exc.code}))

@@ -9,7 +9,7 @@ from typing import Any
 from bodhi_remote_worker.context import RemoteWorkerContext, context_of
 from bodhi_remote_worker.upstream import forward, stream_sse
 from bodhi_shared.contract import EventKind, InferenceJob, StreamEvent
-from bodhi_shared.errors import BodhiError
+from bodhi_shared.errors import BodhiError, UpstreamHTTPError
 from bodhi_shared.event_publisher import EventPublisher
 from bodhi_shared.job_runner import run_inference_job
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
@@ -31,15 +31,29 @@ async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
 
 
 async def relay(worker: RemoteWorkerContext, job: InferenceJob, events: EventPublisher) -> StreamEvent:
-    """Call the provider; chunks go out as they come; returns the closing DONE or RESPONSE event."""
+    """Call the provider; chunks go out as they come; returns the closing DONE, RESPONSE or ERROR event."""
+    try:
+        return await _answer(worker, job, events)
+    except UpstreamHTTPError as exc:
+        if not exc.headers:
+            raise
+        # Before the first byte only (the status is read before any chunk): the API puts these headers on the
+        # client's error response, so a 429's Retry-After reaches the client.
+        log.info("request %s failed: %s", job.request_id, exc.message)
+        return StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json(), meta={"headers": exc.headers})
+
+
+async def _answer(worker: RemoteWorkerContext, job: InferenceJob, events: EventPublisher) -> StreamEvent:
     if job.upstream is None:
         raise BodhiError(f"Request {job.request_id} reached a remote worker without a provider.")
     provider = worker.provider(job.upstream)
+    endpoint, client_request_id = job.endpoint, job.client_request_id
     if not job.stream:
-        body = await forward(worker.http, provider, job.body, endpoint=job.endpoint)
+        body = await forward(worker.http, provider, job.body, endpoint=endpoint, client_request_id=client_request_id)
         return StreamEvent(EventKind.RESPONSE, data=body, meta={"usage": usage_in(body)})
     usage = None
-    async for data in stream_sse(worker.http, provider, job.body, endpoint=job.endpoint):
+    chunks = stream_sse(worker.http, provider, job.body, endpoint=endpoint, client_request_id=client_request_id)
+    async for data in chunks:
         if b'"usage"' in data and (found := usage_in(data)) is not None:
             usage = found
             if not job.relay_usage_chunk and is_usage_only(data):

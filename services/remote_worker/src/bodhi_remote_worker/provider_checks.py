@@ -1,19 +1,30 @@
 """The provider calls behind API models: list a provider's models, send it a tiny test request.
 
 Every failure is a ``ProviderCheckFailed``: its message opens with the phrase the product shows, its ``code``
-is stable, and no message ever holds the API key (the provider's own error text is redacted before use).
+is stable, and no message ever holds the API key (the provider's own error text is masked before use). A whole
+check, retries included, gives up after ``BODHI_PROVIDER_CHECK_TIMEOUT`` (``give_up_after``): a form waits on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
+from bodhi_remote_worker.secret_mask import SecretMask
 from bodhi_remote_worker.upstream import Provider, auth_headers, map_httpx_errors
-from bodhi_shared.errors import ProviderCheckFailed, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from bodhi_shared.errors import (
+    ProviderCheckFailed,
+    UpstreamAddressRefused,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 INVALID_API_KEY = "invalid_api_key"
 NETWORK_ERROR = "network_error"
@@ -33,18 +44,35 @@ TEST_PROMPT = "Respond with only: test successful"
 TEST_MAX_TOKENS = 16
 DETAIL_LIMIT = 200  # characters of the provider's own error text kept in a message
 _CAUSE_DEPTH = 8  # how far down an exception chain to look for an ssl.SSLError
+_MENTIONS_MODEL = re.compile(r"\bmodels?\b", re.IGNORECASE)
+PATH_HINT = "check the base URL's path (most providers' ends with /v1)"
+
+
+@contextlib.asynccontextmanager
+async def give_up_after(seconds: float, *, base_url: str) -> AsyncIterator[None]:
+    """Bound a whole check, retries included: past ``seconds`` it is a "Connection failed" that says so."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        host = _host_of(base_url)
+        raise ProviderCheckFailed(
+            f"{PHRASES[CONNECTION_FAILED]}: no answer from {host} within {seconds:g} s; gave up.",
+            code=CONNECTION_FAILED,
+            status_code=504,
+        ) from None
 
 
 async def list_models(client: httpx.AsyncClient, *, base_url: str, api_key: str) -> list[str]:
-    """The ids of the provider's models (``GET {base_url}/models``), sorted and de-duplicated."""
+    """The ids of the provider's models (``GET {base_url}/models``), de-duplicated, sorted regardless of case."""
     target = Provider(base_url=base_url, api_key=api_key)
     response = await _send(client, target, "GET", "/models")
-    if response.status_code >= 400:
-        raise _status_failure(response, target, model_checked=False)
+    if response.status_code >= 300:
+        raise _status_failure(response, target, model=None)
     data = _json(response).get("data")
     if not isinstance(data, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in data):
         raise _malformed(response, 'no "data" list of models with string "id"s')
-    return sorted({entry["id"] for entry in data})
+    return sorted({entry["id"] for entry in data}, key=lambda model: (model.lower(), model))
 
 
 async def test_connection(
@@ -87,8 +115,8 @@ def is_transient(error: ProviderCheckFailed) -> bool:
 
 async def _test_once(client: httpx.AsyncClient, target: Provider, body: dict[str, Any]) -> str:
     response = await _send(client, target, "POST", "/chat/completions", json_body=body)
-    if response.status_code >= 400:
-        raise _status_failure(response, target, model_checked=True)
+    if response.status_code >= 300:
+        raise _status_failure(response, target, model=str(body["model"]))
     choices = _json(response).get("choices")
     first = choices[0] if isinstance(choices, list) and choices else None
     message = first.get("message") if isinstance(first, dict) else None
@@ -106,8 +134,8 @@ async def _send(
     client: httpx.AsyncClient, target: Provider, method: str, path: str, *, json_body: dict[str, Any] | None = None
 ) -> httpx.Response:
     """One exchange; httpx's failures become ``ProviderCheckFailed`` caused by the httpx error itself."""
+    host = _host_of(target.base_url)
     try:
-        host = httpx.URL(target.base_url).host
         request = client.build_request(
             method, f"{target.base_url.rstrip('/')}{path}", json=json_body, headers=auth_headers(target.api_key)
         )
@@ -116,6 +144,8 @@ async def _send(
     try:
         with map_httpx_errors(target):
             return await client.send(request)
+    except UpstreamAddressRefused as exc:
+        raise _failure(CONNECTION_FAILED, exc.message) from exc
     # map_httpx_errors' messages already open with our phrases and name only the host
     except UpstreamTimeout as exc:
         raise ProviderCheckFailed(exc.message, code=CONNECTION_FAILED, status_code=504) from exc.__cause__
@@ -127,11 +157,12 @@ async def _send(
         raise ProviderCheckFailed(exc.message, code=CONNECTION_FAILED) from exc.__cause__
 
 
-def _status_failure(response: httpx.Response, target: Provider, *, model_checked: bool) -> ProviderCheckFailed:
-    """Map an error status; a 404 means an unknown model only when a model was asked for (else a bad URL)."""
+def _status_failure(response: httpx.Response, target: Provider, *, model: str | None) -> ProviderCheckFailed:
+    """Map a non-2xx status; a 404 means an unknown model only when the provider's error says so (a 404 on the
+    route itself, as from a base URL without its /v1, is a wrong URL)."""
     status = response.status_code
-    upstream_code, upstream_message = _error_fields(response)
-    if upstream_code == MODEL_NOT_FOUND or (status == 404 and model_checked):
+    upstream_code, upstream_message, is_json = _error_fields(response)
+    if upstream_code == MODEL_NOT_FOUND or (status == 404 and model and is_json and _mentions(upstream_message, model)):
         code = MODEL_NOT_FOUND
     elif status in (401, 403):
         code = INVALID_API_KEY
@@ -142,24 +173,33 @@ def _status_failure(response: httpx.Response, target: Provider, *, model_checked
     detail = f"{response.request.url.host} answered HTTP {status}"
     if upstream_message:
         detail = f"{detail}: {_redact(upstream_message, target.api_key)}"
+    if status < 400:
+        detail = f"{detail} (a redirect, which is not followed); check the base URL"
+    elif status == 404 and code == CONNECTION_FAILED:
+        detail = f"{detail}; {PATH_HINT}"
     return _failure(code, detail, upstream_status=status)
 
 
-def _error_fields(response: httpx.Response) -> tuple[str | None, str]:
-    """The provider's error code and message, from an OpenAI-shaped body or a short plain-text one."""
+def _mentions(message: str, model: str) -> bool:
+    return model in message or _MENTIONS_MODEL.search(message) is not None
+
+
+def _error_fields(response: httpx.Response) -> tuple[str | None, str, bool]:
+    """The provider's error code and message, from an OpenAI-shaped body or a short plain-text one, and whether
+    the body was a JSON error at all."""
     try:
         payload = response.json()
     except ValueError:
         text = response.text.strip()
-        return None, ("" if text.startswith("<") else text)  # an HTML error page says nothing useful in a line
+        return None, ("" if text.startswith("<") else text), False  # an HTML error page says nothing in a line
     if not isinstance(payload, dict):
-        return None, ""
+        return None, "", False
     error = payload.get("error")
     if isinstance(error, str):
-        return None, error
+        return None, error, True
     fields = error if isinstance(error, dict) else payload
     code, message = fields.get("code"), fields.get("message") or fields.get("detail")
-    return (code if isinstance(code, str) else None), (message if isinstance(message, str) else "")
+    return (code if isinstance(code, str) else None), (message if isinstance(message, str) else ""), True
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -182,13 +222,19 @@ def _failure(code: str, detail: str, *, upstream_status: int | None = None) -> P
 
 
 def _redact(text: str, api_key: str) -> str:
-    """One line of at most ``DETAIL_LIMIT`` characters, the key cut out (some providers echo it back)."""
-    line = " ".join(text.split())
-    if api_key:
-        line = line.replace(api_key, "[redacted]")
+    """One line of at most ``DETAIL_LIMIT`` characters, the key and key-shaped tokens cut out (some providers
+    echo the key back), masked before it is cut short so no piece of a key survives the cut."""
+    line = SecretMask(api_key).text(" ".join(text.split()))
     if len(line) > DETAIL_LIMIT:
         line = line[: DETAIL_LIMIT - 1].rstrip() + "…"
     return line
+
+
+def _host_of(base_url: str) -> str:
+    try:
+        return httpx.URL(base_url).host or "the provider"
+    except httpx.InvalidURL:
+        return "the provider"
 
 
 def _is_tls_error(exc: BaseException) -> bool:

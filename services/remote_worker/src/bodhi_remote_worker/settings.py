@@ -1,8 +1,8 @@
-from bodhi_shared.settings import RedisSettings
+from bodhi_shared.settings import RedisSettings, UpstreamPolicySettings
 from bodhi_shared.worker_keys import WorkerPrivateKeySettings
 
 
-class RemoteWorkerSettings(RedisSettings, WorkerPrivateKeySettings):
+class RemoteWorkerSettings(RedisSettings, WorkerPrivateKeySettings, UpstreamPolicySettings):
     """Settings of a remote worker (``BODHI_*`` environment variables)."""
 
     max_jobs: int = 200
@@ -10,3 +10,5 @@ class RemoteWorkerSettings(RedisSettings, WorkerPrivateKeySettings):
     upstream_connect_timeout: float = 10.0
     # Longest silence from a provider: before its first byte, and between two chunks.
     upstream_read_timeout: float = 300.0
+    # A whole fetch-models or test-connection check, retries included: someone is waiting on a form.
+    provider_check_timeout: float = 15.0

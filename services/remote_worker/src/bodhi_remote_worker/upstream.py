@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import httpx
 
-from bodhi_shared.errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
+from bodhi_remote_worker.secret_mask import SecretMask
+from bodhi_shared.errors import (
+    ProviderAuthenticationFailed,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +27,7 @@ class Provider:
 
     base_url: str
     api_key: str = field(repr=False)
+    api_model_name: str = ""  # for errors that tell the caller which API model needs a new key
 
 
 SSE_DATA = "data:"
@@ -46,20 +57,54 @@ def auth_headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
 
 
-def _request(client: httpx.AsyncClient, upstream: Provider, endpoint: str, body: bytes) -> httpx.Request:
+def _request(
+    client: httpx.AsyncClient, upstream: Provider, endpoint: str, body: bytes, *, client_request_id: str | None
+) -> httpx.Request:
     headers = {"Content-Type": "application/json", **auth_headers(upstream.api_key)}
+    if client_request_id and _is_header_safe(client_request_id):
+        headers["X-Request-Id"] = client_request_id  # the client's own id, so it can trace the call at the provider
     return client.build_request("POST", f"{upstream.base_url}/{endpoint}", content=body, headers=headers)
 
 
+def _is_header_safe(value: str) -> bool:
+    """Printable ASCII of a sane length: a malformed id is left out rather than failing the request."""
+    return len(value) <= 200 and value.isascii() and value.isprintable()
+
+
+def status_error(upstream: Provider, response: httpx.Response, body: bytes, mask: SecretMask) -> UpstreamError:
+    """The error a non-2xx answer becomes; the provider's body is masked before anyone sees it."""
+    status = response.status_code
+    if status in (401, 403):
+        log.info(
+            "provider %s refused the key of API model %r: HTTP %s", response.url.host, upstream.api_model_name, status
+        )
+        return ProviderAuthenticationFailed(api_model_name=upstream.api_model_name, upstream_status=status)
+    if status < 400:  # never followed: a redirect could point anywhere, a metadata service included
+        return UpstreamError(
+            f"The provider at {response.url.host} answered HTTP {status}, a redirect, which Bodhi does not follow. "
+            "Check the API model's base URL.",
+            code="upstream_redirect",
+        )
+    return UpstreamHTTPError(status, mask.error(body), headers=response.headers)
+
+
 async def stream_sse(
-    client: httpx.AsyncClient, upstream: Provider, body: bytes, *, endpoint: str = "chat/completions"
+    client: httpx.AsyncClient,
+    upstream: Provider,
+    body: bytes,
+    *,
+    endpoint: str = "chat/completions",
+    client_request_id: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield the ``data:`` payload of each SSE event the provider streams, up to ``[DONE]``."""
+    """Yield the ``data:`` payload of each SSE event the provider streams, up to ``[DONE]``; the stored key is
+    masked in every payload, and an in-band error event is masked as an error body."""
+    mask = SecretMask(upstream.api_key, carried=(body,))
+    request = _request(client, upstream, endpoint, body, client_request_id=client_request_id)
     with map_httpx_errors(upstream):
-        response = await client.send(_request(client, upstream, endpoint, body), stream=True)
+        response = await client.send(request, stream=True)
         try:
-            if response.status_code >= 400:
-                raise UpstreamHTTPError(response.status_code, await response.aread())
+            if response.status_code >= 300:
+                raise status_error(upstream, response, await response.aread(), mask)
             done = False
             async for line in response.aiter_lines():
                 if done or not line.startswith(SSE_DATA):
@@ -70,17 +115,25 @@ async def stream_sse(
                     # one closed early takes the connection down with it.
                     done = True
                     continue
-                yield payload.encode()
+                data = payload.encode()
+                yield mask.error(data) if b'"error"' in data else mask.key(data)
         finally:
             await response.aclose()
 
 
 async def forward(
-    client: httpx.AsyncClient, upstream: Provider, body: bytes, *, endpoint: str = "chat/completions"
+    client: httpx.AsyncClient,
+    upstream: Provider,
+    body: bytes,
+    *,
+    endpoint: str = "chat/completions",
+    client_request_id: str | None = None,
 ) -> bytes:
-    """Send a non-streamed request; return the provider's body unchanged."""
+    """Send a non-streamed request; return the provider's body (the stored key masked, should it be echoed)."""
+    mask = SecretMask(upstream.api_key, carried=(body,))
+    request = _request(client, upstream, endpoint, body, client_request_id=client_request_id)
     with map_httpx_errors(upstream):
-        response = await client.send(_request(client, upstream, endpoint, body))
-    if response.status_code >= 400:
-        raise UpstreamHTTPError(response.status_code, response.content)
-    return response.content
+        response = await client.send(request)
+    if response.status_code >= 300:
+        raise status_error(upstream, response, response.content, mask)
+    return mask.key(response.content)

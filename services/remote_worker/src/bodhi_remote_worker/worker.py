@@ -8,11 +8,11 @@ import logging
 import signal
 from typing import Any
 
-import httpx
 from arq import ArqRedis, func
 
 from bodhi_remote_worker.check_jobs import check_connection, fetch_models
 from bodhi_remote_worker.context import CONTEXT_KEY, RemoteWorkerContext
+from bodhi_remote_worker.guarded_transport import provider_client
 from bodhi_remote_worker.inference_job import inference
 from bodhi_remote_worker.settings import RemoteWorkerSettings
 from bodhi_shared.cancellation import CancelRegistry
@@ -30,10 +30,7 @@ def build_worker(
 ) -> WakeableWorker:
     keys = settings.redis_keys
     keyring = WorkerKeyring(settings)
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.upstream_read_timeout, connect=settings.upstream_connect_timeout),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-    )
+    http = provider_client(settings)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx[CONTEXT_KEY] = RemoteWorkerContext(
