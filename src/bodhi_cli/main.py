@@ -66,11 +66,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with database_and_redis(settings) as (database_url, redis_url):
         asyncio.run(migrate_dsn(database_url))
         env = {
+            # One person's machine: providers on loopback or the LAN (a model server of their own) are allowed
+            # unless BODHI_ALLOW_PRIVATE_UPSTREAMS says otherwise; metadata addresses stay refused.
+            "BODHI_ALLOW_PRIVATE_UPSTREAMS": "true",
             **os.environ,
             "BODHI_DATABASE_URL": database_url,
             "BODHI_REDIS_URL": redis_url,
             "BODHI_MIGRATE_ON_START": "false",
         }
+        if env["BODHI_ALLOW_PRIVATE_UPSTREAMS"].lower() in ("1", "true", "yes", "on"):
+            log.warning(
+                "providers at loopback and private addresses are allowed (BODHI_ALLOW_PRIVATE_UPSTREAMS=true); "
+                "set it to false when others can create API models here"
+            )
         children = {
             "api": bodhi_command("api"),
             "remote-worker": bodhi_command("remote-worker"),
@@ -94,6 +102,10 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # uvicorn would otherwise take the client address from X-Forwarded-For of any request from 127.0.0.1 (its
+        # default FORWARDED_ALLOW_IPS), which anyone on the host, or behind a local proxy, can set to anything.
+        proxy_headers=bool(settings.trusted_proxy_networks),
+        forwarded_allow_ips=settings.trusted_proxy_networks or None,
     )
     return 0
 

@@ -1,4 +1,7 @@
-"""Users, sessions and API tokens through a real gateway: setup, login, rate limits, CSRF, role rules, secrets."""
+"""Users, sessions and API tokens through a real gateway: setup, login, CSRF, role rules, secrets.
+
+The login limit has its own module, test_login_limit.py.
+"""
 
 from __future__ import annotations
 
@@ -187,37 +190,6 @@ async def test_login_sets_a_session_cookie_and_logout_ends_it(http: httpx.AsyncC
     assert_unauthenticated(await http.get("/v1/models", headers=cookie))
 
 
-async def test_failed_logins_are_rate_limited_per_username(http: httpx.AsyncClient, admin: dict[str, str]) -> None:
-    _, target = await create_user(http, admin, "user")
-    _, bystander = await create_user(http, admin, "user")
-
-    for _ in range(10):
-        failed = await http.post("/bodhi/v1/auth/login", json={"username": target, "password": "wrong-password"})
-        assert_unauthenticated(failed)
-    for password in (PASSWORD, "wrong-password"):
-        limited = await http.post("/bodhi/v1/auth/login", json={"username": target.upper(), "password": password})
-        assert_error(limited, 429, "rate_limit_error", "rate_limit_exceeded")
-        assert int(limited.headers["retry-after"]) > 0
-        assert COOKIE not in limited.cookies
-
-    other = await http.post("/bodhi/v1/auth/login", json={"username": bystander, "password": PASSWORD})
-    assert other.status_code == 200, other.text
-    other_wrong = await http.post("/bodhi/v1/auth/login", json={"username": bystander, "password": "wrong-password"})
-    assert_unauthenticated(other_wrong)
-    http.cookies.clear()
-
-
-async def test_a_burst_of_concurrent_logins_gets_no_more_than_ten_guesses(
-    http: httpx.AsyncClient, admin: dict[str, str]
-) -> None:
-    _, target = await create_user(http, admin, "user")
-    wrong = {"username": target, "password": "wrong-password"}
-    answers = await asyncio.gather(*(http.post("/bodhi/v1/auth/login", json=wrong) for _ in range(16)))
-    assert sorted(a.status_code for a in answers) == [401] * 10 + [429] * 6
-    right = await http.post("/bodhi/v1/auth/login", json={"username": target, "password": PASSWORD})
-    assert_error(right, 429, "rate_limit_error", "rate_limit_exceeded")
-
-
 async def test_cookie_state_changes_must_be_same_origin(
     http: httpx.AsyncClient, admin: dict[str, str], gateway: Gateway
 ) -> None:
@@ -238,11 +210,12 @@ async def test_cookie_state_changes_must_be_same_origin(
         "/bodhi/v1/tokens", headers=cookie | {"Origin": gateway.base_url, "Sec-Fetch-Site": "same-origin"}, json=body
     )
     assert same.status_code == 201, same.text
-    token = same.json()["token"]
 
+    # A bearer token is no ambient credential: the same-origin rule does not apply to it (an admin's token may
+    # manage tokens; see test_only_sessions_and_admins_tokens_manage_tokens).
     by_token = await http.post(
         "/bodhi/v1/tokens",
-        headers=bearer(token) | {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+        headers=bearer(gateway.admin_token) | {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
         json={"name": "from-a-script", "scope": "user"},
     )
     assert by_token.status_code == 201, by_token.text
@@ -250,6 +223,39 @@ async def test_cookie_state_changes_must_be_same_origin(
     logout = await http.post("/bodhi/v1/auth/logout", headers=cookie | {"Origin": "http://evil.example"})
     assert_error(logout, 403, "permission_error", "cross_origin_request")
     assert (await http.get("/bodhi/v1/user", headers=cookie)).status_code == 200  # a foreign page cannot log us out
+
+
+async def test_only_sessions_and_admins_tokens_manage_tokens(http: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    """A token that could make tokens would survive its own revocation through the ones it made."""
+    _, username = await create_user(http, admin, "manager")
+    owner = await login(http, username, PASSWORD)
+    token_id, token = await create_token(http, owner, "power_user")
+    as_token = bearer(token)
+
+    attempts = [
+        await http.post("/bodhi/v1/tokens", headers=as_token, json={"name": "spawned", "scope": "user"}),
+        await http.get("/bodhi/v1/tokens", headers=as_token),
+        await http.put(f"/bodhi/v1/tokens/{token_id}", headers=as_token, json={"status": "active"}),
+        await http.delete(f"/bodhi/v1/tokens/{token_id}", headers=as_token),
+    ]
+    for refused in attempts:
+        assert_error(refused, 403, "permission_error")
+        assert "log in" in refused.json()["error"]["message"]
+    assert (await http.get("/v1/models", headers=as_token)).status_code == 200  # it still works for inference
+    assert [t["id"] for t in (await http.get("/bodhi/v1/tokens", headers=owner)).json()["data"]] == [token_id]
+    assert (await http.delete(f"/bodhi/v1/tokens/{token_id}", headers=owner)).status_code == 204
+    assert_unauthenticated(await http.get("/v1/models", headers=as_token))  # revoked, and nothing it made remains
+    assert (await http.get("/bodhi/v1/tokens", headers=owner)).json()["data"] == []
+
+    # An admin's token may (an admin can revoke anyone's tokens anyway); what it made is the admin's own token,
+    # which by design outlives the one it was made with.
+    maker_id, maker = await create_token(http, admin, "power_user")
+    made = await http.post("/bodhi/v1/tokens", headers=bearer(maker), json={"name": "made", "scope": "power_user"})
+    assert made.status_code == 201, made.text
+    assert (await http.delete(f"/bodhi/v1/tokens/{maker_id}", headers=admin)).status_code == 204
+    assert_unauthenticated(await http.get("/v1/models", headers=bearer(maker)))
+    assert (await http.get("/v1/models", headers=bearer(made.json()["token"]))).status_code == 200
+    assert (await http.delete(f"/bodhi/v1/tokens/{made.json()['id']}", headers=admin)).status_code == 204
 
 
 async def test_users_management_rules(http: httpx.AsyncClient, admin: dict[str, str]) -> None:

@@ -16,7 +16,10 @@ from bodhi_api.app import ROUTERS
 from tests.conftest import ADMIN_PASSWORD, Gateway
 
 PUBLIC = "public"
-# The lowest role that may call each route.
+# Token management: a session of any role, or a token whose owner is an admin; never another token (a token that
+# could make tokens would outlive its own revocation through them).
+TOKEN_MANAGEMENT = "token-management"
+# The lowest role that may call each route (or one of the kinds above).
 EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/ping"): PUBLIC,
     ("GET", "/health"): PUBLIC,
@@ -29,15 +32,16 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/bodhi/v1/users"): "manager",
     ("PUT", "/bodhi/v1/users/{user_id}/role"): "manager",
     ("DELETE", "/bodhi/v1/users/{user_id}"): "manager",
-    ("POST", "/bodhi/v1/tokens"): "user",
-    ("GET", "/bodhi/v1/tokens"): "user",
-    ("PUT", "/bodhi/v1/tokens/{token_id}"): "user",
-    ("DELETE", "/bodhi/v1/tokens/{token_id}"): "user",
+    ("POST", "/bodhi/v1/tokens"): TOKEN_MANAGEMENT,
+    ("GET", "/bodhi/v1/tokens"): TOKEN_MANAGEMENT,
+    ("PUT", "/bodhi/v1/tokens/{token_id}"): TOKEN_MANAGEMENT,
+    ("DELETE", "/bodhi/v1/tokens/{token_id}"): TOKEN_MANAGEMENT,
     ("GET", "/bodhi/v1/models/api"): "user",
     ("GET", "/bodhi/v1/models/api/formats"): "user",
     ("GET", "/bodhi/v1/models/api/{api_model_id}"): "user",
     ("POST", "/bodhi/v1/models/api"): "power_user",
     ("PUT", "/bodhi/v1/models/api/{api_model_id}"): "power_user",
+    ("PATCH", "/bodhi/v1/models/api/{api_model_id}"): "power_user",
     ("DELETE", "/bodhi/v1/models/api/{api_model_id}"): "power_user",
     ("POST", "/bodhi/v1/models/api/fetch-models"): "power_user",
     ("POST", "/bodhi/v1/models/api/test"): "power_user",
@@ -74,8 +78,9 @@ def test_every_route_has_an_expectation() -> None:
 @dataclass
 class Caller:
     label: str
-    role: str | None  # None: anonymous
+    role: str | None  # the effective role (a token's: the lower of its scope and its owner's role); None: anonymous
     headers: dict[str, str]
+    owner_role: str | None = None  # for a token: its owner's own role; None for a session (or anonymous)
 
 
 async def login(http: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
@@ -86,9 +91,16 @@ async def login(http: httpx.AsyncClient, username: str, password: str) -> dict[s
     return {"Cookie": f"bodhi_session={response.cookies['bodhi_session']}"}
 
 
+async def issue_token(http: httpx.AsyncClient, session: dict[str, str], scope: str) -> dict[str, str]:
+    issued = await http.post("/bodhi/v1/tokens", headers=session, json={"name": f"matrix-{scope}", "scope": scope})
+    assert issued.status_code == 201, issued.text
+    return {"Authorization": f"Bearer {issued.json()['token']}"}
+
+
 @pytest.fixture
 async def callers(gateway: Gateway) -> list[Caller]:
-    """Anonymous, a session of each role, and a token of each scope (owned by an admin)."""
+    """Anonymous, a session of each role, a token of each scope owned by an admin, and a token of the highest
+    scope each other role may have."""
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=20) as http:
         admin = await login(http, gateway.admin_username, ADMIN_PASSWORD)
         found = [Caller("anonymous", None, {})]
@@ -98,14 +110,15 @@ async def callers(gateway: Gateway) -> list[Caller]:
                 "/bodhi/v1/users", headers=admin, json={"username": name, "password": password, "role": role}
             )
             assert created.status_code == 201, created.text
-            found.append(Caller(f"session:{role}", role, await login(http, name, password)))
+            session = await login(http, name, password)
+            found.append(Caller(f"session:{role}", role, session))
+            if role != "admin":
+                scope = "user" if role == "user" else "power_user"
+                headers = await issue_token(http, session, scope)
+                found.append(Caller(f"token:{scope} of a {role}", scope, headers, owner_role=role))
         for scope in ("user", "power_user"):
-            issued = await http.post(
-                "/bodhi/v1/tokens", headers=admin, json={"name": f"matrix-{scope}", "scope": scope}
-            )
-            assert issued.status_code == 201, issued.text
-            token = issued.json()["token"]
-            found.append(Caller(f"token:{scope}", scope, {"Authorization": f"Bearer {token}"}))
+            headers = await issue_token(http, admin, scope)
+            found.append(Caller(f"token:{scope} of an admin", scope, headers, owner_role="admin"))
     return found
 
 
@@ -114,6 +127,8 @@ def expected_outcome(route_role: str, caller: Caller) -> str:
         return "allowed"
     if caller.role is None:
         return "401"
+    if route_role == TOKEN_MANAGEMENT:
+        return "allowed" if caller.owner_role in (None, "admin") else "403"  # None: a session
     return "allowed" if RANK[caller.role] >= RANK[route_role] else "403"
 
 
@@ -136,7 +151,7 @@ async def test_authorization_matrix(gateway: Gateway, callers: list[Caller]) -> 
                     method,
                     url,
                     headers=caller.headers,
-                    json={} if method in ("POST", "PUT") else None,
+                    json={} if method in ("POST", "PUT", "PATCH") else None,
                 )
                 want, got = expected_outcome(EXPECTED[(method, path)], caller), outcome(response.status_code)
                 if want != got:

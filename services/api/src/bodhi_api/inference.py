@@ -114,7 +114,13 @@ class RequestTimer:
 
 
 async def run_inference(
-    resources: Resources, principal: Principal, *, endpoint: Endpoint, raw_body: bytes, request_id: str
+    resources: Resources,
+    principal: Principal,
+    *,
+    endpoint: Endpoint,
+    raw_body: bytes,
+    request_id: str,
+    client_request_id: str | None = None,
 ) -> Response:
     request, body = parse_inference_request(raw_body, endpoint=endpoint)
     route = await resolve_model(resources.db, request.model, cache=resources.route_cache)
@@ -131,6 +137,7 @@ async def run_inference(
         stream=stream,
         relay_usage_chunk=relay_usage_chunk,
         pickup_deadline=time.time() + resources.settings.queue_wait_limit,
+        client_request_id=client_request_id,
     )
     timer = RequestTimer(
         resources, principal, request_id=request_id, endpoint=endpoint, model=request.model, route=route

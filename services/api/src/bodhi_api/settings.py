@@ -1,8 +1,12 @@
-from bodhi_shared.settings import PostgresSettings, RedisSettings
+import ipaddress
+
+from pydantic import field_validator
+
+from bodhi_shared.settings import PostgresSettings, RedisSettings, UpstreamPolicySettings
 from bodhi_shared.worker_keys import WorkerPublicKeySettings
 
 
-class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings):
+class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings, UpstreamPolicySettings):
     """Settings of an API replica (``BODHI_*`` environment variables)."""
 
     host: str = "127.0.0.1"
@@ -21,8 +25,27 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings):
     stream_buffer_limit: int = 10_000
     # Jobs waiting in the queue beyond which new requests get 429.
     queue_depth_limit: int = 1_000
+    # Comma-separated IPs/CIDRs of the reverse proxies in front of the API. Only a request whose TCP peer is one of
+    # them has its client address (the login limit's) and scheme taken from X-Forwarded-For / -Proto; empty: those
+    # headers are ignored, since any client can send them.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        _networks(value)  # refuse a typo at startup rather than trust nobody (or the wrong host) silently
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[str]:
+        """``trusted_proxies`` as networks (``10.0.0.1/32``), the form uvicorn's ``forwarded_allow_ips`` matches."""
+        return _networks(self.trusted_proxies)
 
     @property
     def queue_wait_limit(self) -> float:
         """The longest any job waits for a worker: the API gives up on it then, and a worker skips it after."""
         return max(self.pickup_timeout, self.queue_timeout)
+
+
+def _networks(value: str) -> list[str]:
+    return [str(ipaddress.ip_network(entry.strip(), strict=False)) for entry in value.split(",") if entry.strip()]

@@ -24,8 +24,9 @@ _HOW_TO = "Send `Authorization: Bearer <token>` (create one with POST /bodhi/v1/
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    user: User
+    user: User  # for a token, with its effective role (the lower of its scope and its owner's role)
     via: Literal["token", "session"]
+    owner_role: Role  # the user's own role, whatever the token's scope
     token_id: uuid.UUID | None = None
 
 
@@ -51,7 +52,7 @@ async def authenticate(request: Request, resources: ResourcesDep) -> Principal:
             raise NotAuthenticated(f"Your session has ended. {_HOW_TO}")
         if request.method not in SAFE_METHODS:
             check_same_origin(request)
-        return Principal(user=user, via="session")
+        return Principal(user=user, via="session", owner_role=user.role)
     raise NotAuthenticated(f"Missing credentials. {_HOW_TO}")
 
 
@@ -67,7 +68,7 @@ async def _from_bearer(resources: ResourcesDep, authorization: str) -> Principal
         raise NotAuthenticated(f"Invalid, inactive or deleted API token. {_HOW_TO}")
     if verified.needs_last_used_update(now_utc()):
         resources.spawn(touch_last_used(resources.db, verified.token_id))
-    return Principal(user=verified.user, via="token", token_id=verified.token_id)
+    return Principal(user=verified.user, via="token", owner_role=verified.owner_role, token_id=verified.token_id)
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
@@ -83,6 +84,21 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
+async def require_token_manager(principal: Annotated[Principal, Depends(require(Role.USER))]) -> Principal:
+    """Admit a browser session, or a token of an admin; refuse other tokens.
+
+    A token that could make tokens would outlive its own revocation through the ones it made: whoever stole it
+    keeps access. Only someone who can log in (or an admin, who can revoke anyone's anyway) manages tokens.
+    """
+    if principal.via == "token" and principal.owner_role != Role.ADMIN:
+        raise PermissionDenied(
+            "API tokens cannot manage API tokens: log in (POST /bodhi/v1/auth/login, or the web UI) and manage "
+            "them from that session."
+        )
+    return principal
+
+
 AnyUser = Annotated[Principal, Depends(require(Role.USER))]
+TokenManager = Annotated[Principal, Depends(require_token_manager)]
 PowerUser = Annotated[Principal, Depends(require(Role.POWER_USER))]
 Manager = Annotated[Principal, Depends(require(Role.MANAGER))]

@@ -21,6 +21,7 @@ class VerifiedToken:
     token_id: uuid.UUID
     user: User  # with the token's effective role: the lower of its scope and its owner's role
     last_used_at: datetime | None
+    owner_role: Role  # the owner's own role, which decides what the token may do beyond its scope (manage tokens)
 
     def needs_last_used_update(self, now: datetime) -> bool:
         return self.last_used_at is None or now - self.last_used_at >= LAST_USED_RESOLUTION
@@ -64,9 +65,10 @@ async def verify_token(db: asyncpg.Pool, parsed: ParsedToken) -> VerifiedToken |
     )
     for row in rows:
         if hmac.compare_digest(bytes(row["token_hash"]), parsed.token_hash):
-            role = lower_of(TokenScope(row["scope"]).role, Role(row["role"]))
+            owner_role = Role(row["role"])
+            role = lower_of(TokenScope(row["scope"]).role, owner_role)
             user = User(id=row["user_id"], username=row["username"], role=role)
-            return VerifiedToken(token_id=row["id"], user=user, last_used_at=row["last_used_at"])
+            return VerifiedToken(token_id=row["id"], user=user, last_used_at=row["last_used_at"], owner_role=owner_role)
     return None
 
 

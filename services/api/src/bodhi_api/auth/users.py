@@ -16,6 +16,7 @@ from bodhi_shared.errors import InvalidRequest
 SETUP_LOCK_ID = 0x0B0D42
 MAX_USERNAME = 64
 MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # a bound on what argon2 hashes, and on a login body
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +37,8 @@ def check_credentials_shape(username: str, password: str) -> None:
     name = username.strip()
     if not name or len(name) > MAX_USERNAME or any(c.isspace() for c in name):
         raise InvalidRequest(f"`username` must be 1 to {MAX_USERNAME} characters without spaces.", param="username")
-    if len(password) < MIN_PASSWORD:
-        raise InvalidRequest(f"`password` must have at least {MIN_PASSWORD} characters.", param="password")
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidRequest(f"`password` must have {MIN_PASSWORD} to {MAX_PASSWORD} characters.", param="password")
 
 
 async def create_user(db: asyncpg.Pool | asyncpg.Connection, *, username: str, password: str, role: Role) -> User:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bodhi_api.auth.login_limit import clear_login_failures, reserve_login_attempt
 from bodhi_api.auth.passwords import verify_password
 from bodhi_api.auth.principal import AnyUser, check_same_origin
 from bodhi_api.auth.sessions import COOKIE_NAME, SESSION_TTL_S, end_session, start_session
-from bodhi_api.auth.users import find_login
+from bodhi_api.auth.users import MAX_PASSWORD, MAX_USERNAME, find_login
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotAuthenticated
 
@@ -17,13 +17,16 @@ router = APIRouter(tags=["auth"])
 
 
 class LoginRequest(BaseModel):
-    username: str
-    password: str
+    # Bounded so that a huge body is refused (400) before the login limit writes to Redis or argon2 hashes it.
+    username: str = Field(min_length=1, max_length=MAX_USERNAME)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD)
 
 
 @router.post("/bodhi/v1/auth/login")
 async def login(body: LoginRequest, request: Request, response: Response, resources: ResourcesDep) -> dict[str, str]:
     check_same_origin(request)
+    # The TCP peer, or the X-Forwarded-For address only when that peer is a trusted proxy (uvicorn's
+    # ProxyHeadersMiddleware, configured from BODHI_TRUSTED_PROXIES in `bodhi api`).
     client = request.client.host if request.client else "unknown"
     limit_key = {"username": body.username, "client": client}
     await reserve_login_attempt(resources.redis, resources.keys, **limit_key)  # counts as failed until it succeeds

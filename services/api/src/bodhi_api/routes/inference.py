@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from bodhi_api.auth.principal import AnyUser
-from bodhi_api.deps import RequestIdDep, ResourcesDep
+from bodhi_api.deps import ClientRequestIdDep, RequestIdDep, ResourcesDep
 from bodhi_api.inference import run_inference
 from bodhi_shared.contract import Endpoint
 
@@ -15,17 +15,35 @@ router = APIRouter(tags=["inference"])
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    request: Request, principal: AnyUser, resources: ResourcesDep, request_id: RequestIdDep
+    request: Request,
+    principal: AnyUser,
+    resources: ResourcesDep,
+    request_id: RequestIdDep,
+    client_request_id: ClientRequestIdDep,
 ) -> Response:
     return await run_inference(
-        resources, principal, endpoint=Endpoint.CHAT_COMPLETIONS, raw_body=await request.body(), request_id=request_id
+        resources,
+        principal,
+        endpoint=Endpoint.CHAT_COMPLETIONS,
+        raw_body=await request.body(),
+        request_id=request_id,
+        client_request_id=client_request_id,
     )
 
 
 @router.post("/v1/embeddings", response_model=None)
 async def embeddings(
-    request: Request, principal: AnyUser, resources: ResourcesDep, request_id: RequestIdDep
+    request: Request,
+    principal: AnyUser,
+    resources: ResourcesDep,
+    request_id: RequestIdDep,
+    client_request_id: ClientRequestIdDep,
 ) -> Response:
     return await run_inference(
-        resources, principal, endpoint=Endpoint.EMBEDDINGS, raw_body=await request.body(), request_id=request_id
+        resources,
+        principal,
+        endpoint=Endpoint.EMBEDDINGS,
+        raw_body=await request.body(),
+        request_id=request_id,
+        client_request_id=client_request_id,
     )
