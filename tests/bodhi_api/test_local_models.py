@@ -7,13 +7,15 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from redis.asyncio import Redis
 
+from bodhi_shared.redis_keys import RedisKeys
 from tests.conftest import Gateway
 from tests.support.processes import BodhiProcess
 from tests.support.tiny_gguf import write_tiny_llama_gguf
@@ -38,10 +40,10 @@ class LocalWorkers:
         self.started: list[BodhiProcess] = []
 
     def start(self, *aliases: str) -> BodhiProcess:
+        """A worker serving ``aliases``; none: one that follows the catalogue."""
         name = f"local-{uuid.uuid4().hex[:6]}"
-        worker = BodhiProcess(
-            ["local-worker", "--models", ",".join(aliases)], env=self.gateway.env, log_path=self.scratch / f"{name}.log"
-        )
+        models = ["--models", ",".join(aliases)] if aliases else []
+        worker = BodhiProcess(["local-worker", *models], env=self.gateway.env, log_path=self.scratch / f"{name}.log")
         self.started.append(worker)
         return worker
 
@@ -65,6 +67,22 @@ async def add_alias(client: httpx.AsyncClient, path: Path) -> str:
     )
     assert created.status_code == 201, created.text
     return alias
+
+
+@pytest.fixture
+async def redis_keys(gateway: Gateway, redis_url: str) -> AsyncIterator[tuple[Redis, RedisKeys]]:
+    redis = Redis.from_url(redis_url)
+    yield redis, RedisKeys(gateway.env["BODHI_REDIS_PREFIX"])
+    await redis.aclose()
+
+
+async def wait_until_serving(redis: Redis, keys: RedisKeys, alias: str, worker: BodhiProcess) -> None:
+    """Until ``worker`` is in the alias's worker set (its id holds its pid)."""
+    deadline = time.monotonic() + 30
+    while not any(f"-{worker.popen.pid}-" in m.decode() for m in await redis.zrange(keys.alias_workers(alias), 0, -1)):
+        assert worker.popen.poll() is None, worker.log_text()
+        assert time.monotonic() < deadline, worker.log_text()
+        await asyncio.sleep(0.05)
 
 
 async def served_by(client: httpx.AsyncClient, alias: str, *, wait_s: float = 30) -> httpx.Response:
@@ -144,3 +162,52 @@ async def test_killing_the_only_worker_gives_503_until_one_comes_back(
 
     local_workers.start(alias)
     assert (await served_by(client, alias)).status_code == 200
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+async def test_a_new_alias_is_served_at_once_by_a_worker_that_follows_the_catalogue(
+    client: httpx.AsyncClient,
+    local_workers: LocalWorkers,
+    tiny_models: tuple[Path, Path],
+    redis_keys: tuple[Redis, RedisKeys],
+) -> None:
+    redis, keys = redis_keys
+    existing = await add_alias(client, tiny_models[0])
+    follower = local_workers.start()
+    await wait_until_serving(redis, keys, existing, follower)  # it has read the catalogue once
+
+    alias = await add_alias(client, tiny_models[1])
+    response = await client.post("/v1/chat/completions", json={"model": alias, **CHAT})  # at once: no sleep, no retry
+
+    assert response.status_code == 200, response.text
+    assert f"-{follower.popen.pid}-" in response.headers["x-bodhi-worker"]
+    assert (await client.delete(f"{ALIASES}/{alias}")).status_code == 204
+    assert await asyncio.to_thread(follower.stop) == 0
+    assert not await redis.zrange(keys.local_followers, 0, -1)  # a stopped follower leaves at once
+
+
+async def test_an_alias_a_follower_does_not_take_up_is_a_503_that_says_so(
+    client: httpx.AsyncClient, tiny_models: tuple[Path, Path], redis_keys: tuple[Redis, RedisKeys]
+) -> None:
+    redis, keys = redis_keys
+    alias = await add_alias(client, tiny_models[0])
+    # A follower that beats but never starts serving (in life: stuck, or it refused the catalogue entry).
+    await redis.zadd(keys.local_followers, {"local-stuck-follower": time.time() + 30})
+    try:
+        asked = time.monotonic()
+        response = await client.post("/v1/chat/completions", json={"model": alias, **CHAT})
+        waited = time.monotonic() - asked
+    finally:
+        await redis.zrem(keys.local_followers, "local-stuck-follower")
+
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "no_worker_available"
+    assert (
+        f"`{alias}`: a local worker follows the catalogue but has not started serving it within 5 s"
+        in (error["message"])
+    )
+    assert "log" in error["message"]
+    assert 4.5 < waited < 10  # bounded

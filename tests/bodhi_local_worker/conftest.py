@@ -63,12 +63,14 @@ StartWorker = Callable[..., BodhiProcess]
 
 @pytest.fixture(scope="module")
 def start_worker(local_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartWorker]:
-    """Start ``bodhi local-worker ARGS...``; every one still running is stopped at the end of the module."""
+    """Start ``bodhi local-worker ARGS...`` (``env``: settings of its own); every one still running is stopped at
+    the end of the module."""
     logs = tmp_path_factory.mktemp("local-worker-logs")
     started: list[BodhiProcess] = []
 
-    def start(*args: str) -> BodhiProcess:
-        process = BodhiProcess(["local-worker", *args], env=local_env, log_path=logs / f"worker-{len(started)}.log")
+    def start(*args: str, **env: str) -> BodhiProcess:
+        log_path = logs / f"worker-{len(started)}.log"
+        process = BodhiProcess(["local-worker", *args], env=local_env | env, log_path=log_path)
         started.append(process)
         return process
 

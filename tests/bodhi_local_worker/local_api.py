@@ -62,6 +62,13 @@ class LocalApi:
     async def remove_alias(self, alias: str) -> None:
         await self.redis.hdel(self.keys.local_aliases, alias)  # type: ignore[misc]
 
+    async def announce_catalogue(self) -> None:
+        """What the API does after it rewrote the catalogue: tell the workers that follow it."""
+        await self.redis.publish(self.keys.local_worker_control, b"catalogue")
+
+    async def followers(self) -> set[str]:
+        return {member.decode() for member in await self.redis.zrange(self.keys.local_followers, 0, -1)}
+
     @asynccontextmanager
     async def job(
         self,

@@ -211,3 +211,33 @@ async def test_a_killed_worker_drops_out_of_liveness(local_api: LocalApi, start_
 
     assert (await local_api.alias_workers(alias))[worker_id] == last_beat  # the score stopped advancing
     assert last_beat < time.time() - HEARTBEAT_TTL  # so the API sees no live worker for the alias
+
+
+async def test_only_workers_that_follow_the_catalogue_are_followers(local_api: LocalApi, workers: Workers) -> None:
+    followers = await local_api.followers()
+
+    assert workers.a_id in followers
+    assert workers.b_id not in followers  # --models: it never serves a new alias
+
+
+async def test_a_follower_serves_a_new_alias_as_soon_as_the_api_says_so(
+    local_api: LocalApi, workers: Workers, start_worker: StartWorker
+) -> None:
+    # A periodic re-read far away: only the API's message can make it serve the new alias within seconds.
+    process = start_worker(BODHI_LOCAL_CATALOGUE_INTERVAL="600")
+    worker_id, _, _ = await startup_line(process)
+    await local_api.wait_for_alias_workers(ALIAS_A, {workers.a_id, worker_id})  # its first read is done
+    alias = f"tiny-told-{uuid.uuid4().hex[:6]}"
+    await local_api.put_alias(alias, workers.alias_a.path, {"n_ctx": 256})
+    await local_api.announce_catalogue()
+    told = time.monotonic()
+
+    await local_api.wait_for_alias_workers(alias, {workers.a_id, worker_id}, within=3)
+    assert time.monotonic() - told < 3
+    assert worker_id in await local_api.followers()
+    await local_api.remove_alias(alias)
+    await local_api.announce_catalogue()
+    await local_api.wait_for_alias_workers(alias, set(), within=3)
+    assert await asyncio.to_thread(process.stop) == 0
+    assert worker_id not in await local_api.followers()  # it left on the way out
+    assert worker_id not in await local_api.alias_workers(ALIAS_A)

@@ -64,3 +64,25 @@ async def live_workers(redis: Redis, keys: RedisKeys, *, kind: str, ttl: float) 
         pipe.zrangebyscore(keys.workers(kind), now - ttl, "+inf")
         _, ids = await pipe.execute()
     return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+
+async def has_live_member(redis: Redis, key: str, *, ttl: float) -> bool:
+    """Whether the sorted set ``key`` (worker ids scored by last beat) holds one that beat within ``ttl``."""
+    count: int = await redis.zcount(key, time.time() - ttl, "+inf")
+    return count > 0
+
+
+async def wait_for_live_member(redis: Redis, key: str, *, ttl: float, within: float, every: float = 0.05) -> bool:
+    """Poll ``key`` until it holds a live member (True) or ``within`` seconds have passed (False).
+
+    Polled rather than signalled: it runs only while a request waits for a worker to start serving a new alias,
+    a rare moment of a few seconds, where one ZCOUNT each ``every`` seconds costs Redis nothing worth a channel.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        if await has_live_member(redis, key, ttl=ttl):
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(every, left))

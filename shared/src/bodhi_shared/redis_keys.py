@@ -68,6 +68,22 @@ class RedisKeys:
         """Set of the session digests of one user, so all can be ended at once."""
         return f"{self.namespace}:user-sessions:{user_id}"
 
-    def login_failures(self, username: str, client: str) -> str:
-        """Count of failed logins for a username from one client address; expires with its window."""
-        return f"{self.namespace}:login-failures:{username}:{client}"
+    def login_client_failures(self, client_digest: str) -> str:
+        """Count of failed logins from one client address (keyed by its SHA-256); expires with its window."""
+        return f"{self.namespace}:login-failures:client:{client_digest}"
+
+    def login_user_failures(self, username_digest: str) -> str:
+        """Hash (failures, time of the last) of one username (keyed by the SHA-256 of its normalised form)."""
+        return f"{self.namespace}:login-failures:user:{username_digest}"
+
+    @property
+    def local_followers(self) -> str:
+        """Sorted set of the local workers that follow the catalogue (no ``--models``), scored by last heartbeat.
+
+        While one is alive, the API waits briefly for a new alias's worker set to gain a member instead of a 503."""
+        return f"{self.namespace}:local-followers"
+
+    @property
+    def local_worker_control(self) -> str:
+        """Pub/sub channel the API publishes to after it rewrote the alias catalogue: followers re-read it at once."""
+        return f"{self.namespace}:local-worker-control"

@@ -11,10 +11,14 @@ from bodhi_api.resources import Resources
 from bodhi_api.token_stream import EventReader, Subscription, publish_cancel
 from bodhi_shared.contract import StreamEvent
 from bodhi_shared.errors import ServiceUnavailable
+from bodhi_shared.heartbeat import has_live_member, wait_for_live_member
 from bodhi_shared.queue import NoLiveWorker, QueueFull, enqueue_if_capacity, last_active, withdraw_job
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND, RedisKeys
 
 PICKUP_CHECK_S = 1.0
+# How long a request for a local alias nobody serves yet waits for a catalogue-following worker to start serving
+# it: the API's notice makes that milliseconds; the worker's periodic re-read (2 s) bounds it if the notice is lost.
+FOLLOWER_START_WAIT_S = 5.0
 
 
 class NoWorkerAvailable(ServiceUnavailable):
@@ -28,6 +32,10 @@ class QueueTarget:
     queue: str
     live_workers: str  # a sorted set of worker ids scored by their last heartbeat
     start_hint: str
+    # Local aliases: the catalogue-following local workers (any of them starts serving a new alias within
+    # moments), and what the 503 says when neither they nor a worker serving the alias is alive.
+    followers: str | None = None
+    absent: str = ""
 
     @classmethod
     def remote(cls, keys: RedisKeys) -> QueueTarget:
@@ -38,7 +46,15 @@ class QueueTarget:
         return cls(
             keys.local_queue(alias),
             keys.alias_workers(alias),
-            f"a local worker serving `{alias}` (`bodhi local-worker --models {alias}`)",
+            f"a local worker serving `{alias}` (`bodhi local-worker --models {alias}`) or one that follows the "
+            "catalogue (`bodhi local-worker`)",
+            followers=keys.local_followers,
+            absent=": no local worker serves it or follows the catalogue",
+        )
+
+    def no_worker(self, subject: str) -> NoWorkerAvailable:
+        return NoWorkerAvailable(
+            f"No worker is running to serve {subject}{self.absent}. Start {self.start_hint}, then retry."
         )
 
 
@@ -58,35 +74,15 @@ async def dispatch(
     ``subject`` names what was asked for (``model `x```) in the 503 a client gets when no worker can take it.
     Returns the reader of the remaining events and the first content event; the caller closes the subscription.
     """
-    settings, keys, redis = resources.settings, resources.keys, resources.redis
+    keys, redis = resources.keys, resources.redis
     queue = target.queue
     subscription = resources.hub.open(request_id)  # before the job exists: no event can be missed
     reader = EventReader(resources, subscription)
     enqueued = False
     try:
-        try:
-            await enqueue_if_capacity(
-                redis,
-                queue=queue,
-                wake_channel=keys.wake_channel(queue),
-                live_workers=target.live_workers,
-                heartbeat_ttl=settings.heartbeat_ttl,
-                depth_limit=settings.queue_depth_limit,
-                function=function,
-                payload=payload,
-                job_id=request_id,
-                expires_s=settings.queue_wait_limit + 60,
-            )
-        except QueueFull as full:
-            raise TooManyRequests(
-                f"{full.depth} requests are waiting for a worker, over the limit of {settings.queue_depth_limit}. "
-                "Retry shortly.",
-                retry_after_s=1,
-            ) from None
-        except NoLiveWorker:
-            raise NoWorkerAvailable(
-                f"No worker is running to serve {subject}. Start {target.start_hint}, then retry."
-            ) from None
+        await _enqueue(
+            resources, target=target, function=function, payload=payload, request_id=request_id, subject=subject
+        )
         enqueued = True
         started = await _wait_for_pickup(
             resources, target=target, subscription=subscription, request_id=request_id, subject=subject
@@ -99,6 +95,63 @@ async def dispatch(
         # Harmless when the worker already finished (or never started): cancelling an unknown job does nothing.
         resources.spawn(publish_cancel(redis, keys.cancel_channel, request_id))
         raise
+
+
+async def _enqueue(
+    resources: Resources, *, target: QueueTarget, function: str, payload: dict[str, Any], request_id: str, subject: str
+) -> None:
+    """Enqueue if a worker of the target is alive and the queue has room; 429 or 503 otherwise.
+
+    The hot path is one round trip. Only a local alias without a live worker costs more: the wait of
+    ``_wait_for_follower``, then one more try.
+    """
+    settings, keys = resources.settings, resources.keys
+
+    async def attempt() -> None:
+        await enqueue_if_capacity(
+            resources.redis,
+            queue=target.queue,
+            wake_channel=keys.wake_channel(target.queue),
+            live_workers=target.live_workers,
+            heartbeat_ttl=settings.heartbeat_ttl,
+            depth_limit=settings.queue_depth_limit,
+            function=function,
+            payload=payload,
+            job_id=request_id,
+            expires_s=settings.queue_wait_limit + 60,
+        )
+
+    try:
+        try:
+            await attempt()
+        except NoLiveWorker:
+            await _wait_for_follower(resources, target=target, subject=subject)
+            await attempt()
+    except QueueFull as full:
+        raise TooManyRequests(
+            f"{full.depth} requests are waiting for a worker, over the limit of {settings.queue_depth_limit}. "
+            "Retry shortly.",
+            retry_after_s=1,
+        ) from None
+    except NoLiveWorker:  # the worker that had just started serving it stopped again
+        raise target.no_worker(subject) from None
+
+
+async def _wait_for_follower(resources: Resources, *, target: QueueTarget, subject: str) -> None:
+    """Return once the target has a live worker, if a catalogue-following local worker is alive to start one.
+
+    An alias created a moment ago has no worker yet: the followers start serving it as soon as they hear of it.
+    503 when no follower is alive, or when none started serving it within ``FOLLOWER_START_WAIT_S``.
+    """
+    redis, ttl = resources.redis, resources.settings.heartbeat_ttl
+    if target.followers is None or not await has_live_member(redis, target.followers, ttl=ttl):
+        raise target.no_worker(subject)
+    if not await wait_for_live_member(redis, target.live_workers, ttl=ttl, within=FOLLOWER_START_WAIT_S):
+        raise NoWorkerAvailable(
+            f"No worker is serving {subject}: a local worker follows the catalogue but has not started serving it "
+            f"within {FOLLOWER_START_WAIT_S:g} s. Check that worker's log (it names catalogue entries it refused and "
+            "Redis errors), then retry."
+        )
 
 
 async def _wait_for_pickup(

@@ -1,7 +1,14 @@
-"""The catalogue of local aliases the API keeps in Redis: ``RedisKeys.local_aliases``, alias -> JSON LocalModel."""
+"""The catalogue of local aliases the API keeps in Redis: ``RedisKeys.local_aliases``, alias -> JSON LocalModel.
+
+The API publishes on ``RedisKeys.local_worker_control`` each time it rewrites the catalogue; ``CatalogueWatch``
+turns that into an event, so a worker that follows the catalogue serves a new alias at once, not at its next
+periodic read (which stays, as the safety net for a lost message).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -43,3 +50,47 @@ async def wanted_aliases(redis: Redis, keys: RedisKeys, named: list[str] | None)
     if named is not None:
         return named
     return sorted(await read_catalogue(redis, keys))
+
+
+SUBSCRIBE_TIMEOUT_S = 5.0
+
+
+class CatalogueWatch:
+    """Sets ``changed`` whenever the API says it rewrote the catalogue."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self.changed = asyncio.Event()
+        self._redis = redis
+        self._channel = channel
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe, and wait for Redis to confirm it: a change made after this returns is never missed."""
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                while True:
+                    message = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
+                    if message is not None and message["type"] == "subscribe":
+                        break
+        except BaseException:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
+        self._listener = asyncio.create_task(self._listen(pubsub))
+
+    async def _listen(self, pubsub: Any) -> None:
+        try:
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    self.changed.set()
+        except Exception:  # the periodic re-read still follows the catalogue, only slower
+            log.warning("stopped listening for catalogue changes", exc_info=True)
+        finally:
+            await pubsub.aclose()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener

@@ -4,6 +4,8 @@ Each alias has its own queue (``RedisKeys.local_queue(alias)``) and its own ``Wa
 ``max_jobs=1``: a llama.cpp model runs one generation at a time, so concurrency comes from more worker processes.
 The workers share one Redis pool and one job context. While an alias is consumed, this worker is a member of
 ``RedisKeys.alias_workers(alias)``, scored by the time of its last beat (``advertise``, every heartbeat interval).
+A worker that follows the catalogue is also a member of ``RedisKeys.local_followers``: while one is alive, the API
+waits a moment for it to start serving a new alias instead of answering 503.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ class _Consumer:
 
 
 class AliasConsumers:
-    def __init__(self, pool: ArqRedis, context: LocalWorkerContext) -> None:
+    def __init__(self, pool: ArqRedis, context: LocalWorkerContext, *, follows_catalogue: bool) -> None:
         self._pool = pool
         self._context = context
+        self._follows_catalogue = follows_catalogue
         self._consumers: dict[str, _Consumer] = {}
         self._draining: set[_Consumer] = set()  # stopped, their running jobs not yet finished
 
@@ -88,6 +91,10 @@ class AliasConsumers:
         async with self._pool.pipeline(transaction=False) as pipe:
             for alias in self._consumers:
                 pipe.zadd(keys.alias_workers(alias), {context.worker_id: now})
+            if self._follows_catalogue:
+                pipe.zadd(keys.local_followers, {context.worker_id: now})
+                # Killed followers never leave: drop the long dead, as live_workers does for each kind's set.
+                pipe.zremrangebyscore(keys.local_followers, "-inf", now - settings.heartbeat_ttl * 4)
             pipe.hset(info_key, mapping={"aliases": ",".join(self.aliases), "gpu": settings.device})
             pipe.pexpire(info_key, int(settings.heartbeat_ttl * 1000))
             await pipe.execute()
@@ -112,6 +119,9 @@ class AliasConsumers:
 
     async def stop_all(self) -> None:
         """Stop every consumer and cancel every running job (each generation stops at its next token)."""
+        if self._follows_catalogue:  # first: the API stops waiting for this worker to serve new aliases
+            with contextlib.suppress(Exception):
+                await self._pool.zrem(self._context.settings.redis_keys.local_followers, self._context.worker_id)
         for alias in list(self._consumers):
             await self.stop(alias)
         draining = list(self._draining)

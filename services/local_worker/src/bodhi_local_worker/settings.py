@@ -9,7 +9,8 @@ class LocalWorkerSettings(RedisSettings):
     gpu: int | None = None  # the CUDA device this worker is pinned to; None: the CPU
     local_models: str | None = None  # comma-separated aliases; None: every alias in the catalogue
     job_timeout: float = 3600.0
-    # How often the catalogue (RedisKeys.local_aliases) is re-read for aliases to start or stop serving.
+    # How often the catalogue (RedisKeys.local_aliases) is re-read for aliases to start or stop serving: the safety
+    # net, as the API's message on RedisKeys.local_worker_control has it re-read at once after each change.
     local_catalogue_interval: float = 2.0
 
     @property

@@ -1,7 +1,8 @@
 """Builds and runs a local worker: one consumer per alias, the loaded models, a heartbeat, cancels.
 
 The aliases are those of ``--models`` (``BODHI_LOCAL_MODELS``), or every alias of the catalogue the API keeps,
-re-read every ``BODHI_LOCAL_CATALOGUE_INTERVAL`` seconds. SIGINT/SIGTERM: leave the aliases' sets, stop
+re-read at once when the API says it changed and, in case that message is lost, every
+``BODHI_LOCAL_CATALOGUE_INTERVAL`` seconds. SIGINT/SIGTERM: leave the aliases' sets, stop
 consuming, cancel running jobs (each generation stops at its next token), unload the models, leave the
 heartbeat set.
 """
@@ -9,14 +10,13 @@ heartbeat set.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
 
 from redis.asyncio import Redis
 
-from bodhi_local_worker.catalogue import read_catalogue, wanted_aliases
+from bodhi_local_worker.catalogue import CatalogueWatch, read_catalogue, wanted_aliases
 from bodhi_local_worker.consumers import AliasConsumers
 from bodhi_local_worker.context import LocalWorkerContext
 from bodhi_local_worker.gpu import visible_devices
@@ -43,8 +43,9 @@ async def run_local_worker(settings: LocalWorkerSettings) -> None:
     await cancels.start()
     models = ModelCache(settings.local_max_loaded_models, gpu=settings.gpu)
     context = LocalWorkerContext(settings=settings, redis=pool, models=models, cancels=cancels, worker_id=worker_id)
-    consumers = AliasConsumers(pool, context)
     named = settings.model_aliases
+    consumers = AliasConsumers(pool, context, follows_catalogue=named is None)
+    watch = CatalogueWatch(pool, keys.local_worker_control)
     log.info(
         "local worker %s gpu=%s CUDA_VISIBLE_DEVICES=%s aliases=%s",
         worker_id,
@@ -56,6 +57,8 @@ async def run_local_worker(settings: LocalWorkerSettings) -> None:
         await log_definitions(pool, settings, named)
     described = ",".join(keys.local_queue(alias) for alias in named) if named else keys.local_queue("*")
     try:
+        if named is None:
+            await watch.start()  # before the first read of the catalogue: no change in between is missed
         async with heartbeating(
             pool,
             keys,
@@ -66,32 +69,50 @@ async def run_local_worker(settings: LocalWorkerSettings) -> None:
             ttl=settings.heartbeat_ttl,
         ):
             try:
-                await serve_until(stopping, pool, settings, consumers)
+                await serve_until(stopping, pool, settings, consumers, changed=watch.changed)
             finally:
                 await consumers.stop_all()
     finally:
         log.info("local worker %s stopping", worker_id)
+        await watch.stop()
         await cancels.stop()
         await models.close()
         await pool.aclose()
 
 
 async def serve_until(
-    stopping: asyncio.Event, redis: Redis, settings: LocalWorkerSettings, consumers: AliasConsumers
+    stopping: asyncio.Event,
+    redis: Redis,
+    settings: LocalWorkerSettings,
+    consumers: AliasConsumers,
+    *,
+    changed: asyncio.Event,
 ) -> None:
-    """Follow the wanted aliases and refresh their liveness every heartbeat interval, until ``stopping``."""
+    """Follow the wanted aliases and refresh their liveness every heartbeat interval, until ``stopping``.
+
+    The catalogue is re-read every ``local_catalogue_interval``, and at once when ``changed`` is set."""
     next_read = 0.0
     while not stopping.is_set():
         try:
-            if time.monotonic() >= next_read:
+            if changed.is_set() or time.monotonic() >= next_read:
+                changed.clear()  # before reading: a change made during the read sets it again
                 next_read = time.monotonic() + settings.local_catalogue_interval
                 await consumers.serve(await wanted_aliases(redis, settings.redis_keys, settings.model_aliases))
             else:
                 await consumers.advertise()
         except Exception:  # Redis briefly unreachable: liveness lapses, the next round tries again
             log.warning("refreshing the served aliases failed", exc_info=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), settings.heartbeat_interval)
+        await _first_set(stopping, changed, within=settings.heartbeat_interval)
+
+
+async def _first_set(*events: asyncio.Event, within: float) -> None:
+    """Wait until one of ``events`` is set, or ``within`` seconds."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def log_definitions(redis: Redis, settings: LocalWorkerSettings, aliases: list[str]) -> None:

@@ -1,55 +1,169 @@
-"""Local alias bodies and their validation: a name, a GGUF file that exists, known load and request params."""
+"""What clients send and get back for local aliases: pydantic models that carry the rules the docs promise.
+
+Their validation errors reach clients in the OpenAI error shape (``error_handlers.handle_validation_error``).
+Whether the named file exists and is GGUF touches the filesystem, so ``resolve_file`` checks it in the route.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from bodhi_api.local_aliases.gguf_files import NotGguf, check_gguf, find_in_hf_cache
 from bodhi_shared.errors import InvalidRequest
 
-_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_./:]{0,127}")
-# llama_cpp.Llama keyword arguments an alias may set, with their types.
-CONTEXT_PARAMS: dict[str, tuple[type, ...]] = {
-    "n_ctx": (int,),
-    "n_gpu_layers": (int,),
-    "n_batch": (int,),
-    "n_threads": (int,),
-    "main_gpu": (int,),
-    "rope_freq_base": (int, float),
-    "rope_freq_scale": (int, float),
-    "flash_attn": (bool,),
-    "use_mmap": (bool,),
-    "use_mlock": (bool,),
-    "chat_format": (str,),
-}
-# Request defaults, applied only when a request does not set them.
-REQUEST_PARAMS: dict[str, tuple[type, ...]] = {
-    "temperature": (int, float),
-    "top_p": (int, float),
-    "max_tokens": (int,),
-    "stop": (str, list),
-    "seed": (int,),
-    "system_prompt": (str,),
-}
+ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-_./:]{0,127}$"
+MAX_PATH = 4096
+MAX_NAME = 512
 
 
-class LocalAliasBody(BaseModel):
-    alias: str | None = None
-    repo: str | None = None
-    filename: str | None = None
-    path: str | None = None
-    context_params: dict[str, Any] = Field(default_factory=dict)
-    request_params: dict[str, Any] = Field(default_factory=dict)
+def _explained(message: str) -> WrapValidator:
+    """Replace pydantic's own errors for a field (a regex, a union's every branch) with one plain sentence."""
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("invalid_value", message) from None
+
+    return WrapValidator(validate)
+
+
+AliasName = Annotated[
+    str,
+    Field(
+        pattern=ALIAS_PATTERN,
+        description="1 to 128 letters, digits or `- _ . / :`, starting with a letter or digit.",
+        examples=["llama-3.2-1b"],
+    ),
+    _explained("must be 1 to 128 letters, digits or `- _ . / :`, starting with a letter or digit"),
+]
+Stop = Annotated[str | list[str], _explained("must be a string or a list of strings")]
+
+
+class _Params(BaseModel):
+    """A set of optional keyword parameters: only those listed, each of its own type (``true`` is no number).
+
+    ``null`` means the same as leaving a parameter out."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_only(cls, data: Any) -> Any:
+        # extra="forbid" alone says "Extra inputs are not permitted"; naming the supported ones helps more.
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in cls.model_fields)
+            if unknown:
+                raise PydanticCustomError(
+                    "unsupported_param",
+                    "`{name}` is not supported; use {supported}",
+                    {"name": unknown[0], "supported": ", ".join(sorted(cls.model_fields))},
+                )
+        return data
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+    def given(self) -> dict[str, Any]:
+        """The parameters set, as stored and handed on."""
+        return self.model_dump()
+
+
+class ContextParams(_Params):
+    """``llama_cpp.Llama`` keyword arguments the alias loads its model with."""
+
+    n_ctx: int | None = Field(default=None, ge=0, description="Context length in tokens; 0: the model's own.")
+    n_gpu_layers: int | None = Field(default=None, ge=-1, description="Layers offloaded to the GPU; -1: all.")
+    n_batch: int | None = Field(default=None, ge=1)
+    n_threads: int | None = Field(default=None, ge=1)
+    main_gpu: int | None = Field(default=None, ge=0)
+    rope_freq_base: float | None = Field(default=None, ge=0)
+    rope_freq_scale: float | None = Field(default=None, ge=0)
+    flash_attn: bool | None = None
+    use_mmap: bool | None = None
+    use_mlock: bool | None = None
+    chat_format: str | None = Field(default=None, max_length=MAX_NAME)
+
+
+class RequestParams(_Params):
+    """Request defaults, applied only when a request does not set them; ``system_prompt`` only when the request
+    has no system message."""
+
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: Stop | None = None
+    seed: int | None = None
+    system_prompt: str | None = None
+
+
+class LocalAliasFile(BaseModel):
+    """The GGUF file an alias names, and how it is loaded and asked: the body of a PUT."""
+
+    alias: AliasName | None = Field(default=None, description="If given, the URL's alias: aliases are not renamed.")
+    path: str | None = Field(
+        default=None, max_length=MAX_PATH, description="A GGUF file: absolute, or under BODHI_HOME/models."
+    )
+    repo: str | None = Field(default=None, max_length=MAX_NAME, description="A HuggingFace repo (`owner/name`).")
+    filename: str | None = Field(
+        default=None,
+        max_length=MAX_NAME,
+        description="With `repo`: a file of that repo in the HuggingFace cache; alone: a file under BODHI_HOME/models.",
+    )
+    context_params: ContextParams = Field(default_factory=ContextParams)
+    request_params: RequestParams = Field(default_factory=RequestParams)
+
+
+class LocalAliasCreate(LocalAliasFile):
+    """The body of a POST: a new alias and its file."""
+
+    alias: AliasName
+
+
+class LocalAliasPublic(BaseModel):
+    """A local alias as every response shows it."""
+
+    alias: str
+    path: str = Field(description="The resolved GGUF file.")
+    repo: str | None
+    filename: str | None
+    context_params: dict[str, Any]
+    request_params: dict[str, Any]
+    source: Literal["user", "auto"] = Field(description="`auto`: discovered in the HuggingFace cache.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> LocalAliasPublic:
+        return cls(**{name: row[name] for name in cls.model_fields})
+
+
+class LocalAliasList(BaseModel):
+    data: list[LocalAliasPublic]
 
 
 @dataclass(frozen=True, slots=True)
 class AliasFields:
+    """An alias as stored: its body checked, its file found."""
+
     alias: str
     path: Path
     repo: str | None
@@ -58,15 +172,7 @@ class AliasFields:
     request_params: dict[str, Any]
 
 
-def validate_alias_name(raw: str | None) -> str:
-    if not raw or not _ALIAS.fullmatch(raw):
-        raise InvalidRequest(
-            "`alias` must be 1 to 128 letters, digits or `- _ . / :`, starting with a letter or digit.", param="alias"
-        )
-    return raw
-
-
-def resolve_file(body: LocalAliasBody, *, models_dir: Path) -> Path:
+def resolve_file(body: LocalAliasFile, *, models_dir: Path) -> Path:
     """The GGUF file an alias names: ``path`` (absolute, or under BODHI_HOME/models), ``repo`` + ``filename`` in
     the HuggingFace cache, or ``filename`` under BODHI_HOME/models."""
     if body.path:
@@ -88,37 +194,13 @@ def resolve_file(body: LocalAliasBody, *, models_dir: Path) -> Path:
     return path.resolve()
 
 
-def _checked(params: dict[str, Any], allowed: dict[str, tuple[type, ...]], field: str) -> dict[str, Any]:
-    for key, value in params.items():
-        if key not in allowed:
-            raise InvalidRequest(f"`{field}.{key}` is not supported; use {', '.join(sorted(allowed))}.", param=field)
-        types = allowed[key]
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            names = " or ".join(t.__name__ for t in types)
-            raise InvalidRequest(f"`{field}.{key}` must be a {names}.", param=field)
-    return dict(params)
-
-
-def validate_alias(body: LocalAliasBody, *, alias: str | None = None, models_dir: Path) -> AliasFields:
+def alias_fields(body: LocalAliasFile, *, alias: str, models_dir: Path) -> AliasFields:
+    """What to store for ``alias``: the body, with its file found and checked (400 if it is not GGUF)."""
     return AliasFields(
-        alias=validate_alias_name(alias or body.alias),
+        alias=alias,
         path=resolve_file(body, models_dir=models_dir),
         repo=body.repo,
         filename=body.filename,
-        context_params=_checked(body.context_params, CONTEXT_PARAMS, "context_params"),
-        request_params=_checked(body.request_params, REQUEST_PARAMS, "request_params"),
+        context_params=body.context_params.given(),
+        request_params=body.request_params.given(),
     )
-
-
-def public_alias(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "alias": row["alias"],
-        "path": row["path"],
-        "repo": row["repo"],
-        "filename": row["filename"],
-        "context_params": row["context_params"],
-        "request_params": row["request_params"],
-        "source": row["source"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }

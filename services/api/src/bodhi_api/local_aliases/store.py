@@ -19,7 +19,8 @@ _COLUMNS = "alias, path, repo, filename, context_params, request_params, source,
 
 
 async def list_aliases(db: asyncpg.Pool) -> list[asyncpg.Record]:
-    return list(await db.fetch(f"SELECT {_COLUMNS} FROM local_aliases ORDER BY alias"))  # noqa: S608
+    # Case-insensitive, as people read lists; the exact name breaks ties (`Tiny` and `tiny` may both exist).
+    return list(await db.fetch(f"SELECT {_COLUMNS} FROM local_aliases ORDER BY lower(alias), alias"))  # noqa: S608
 
 
 async def get_alias(db: asyncpg.Pool, alias: str) -> asyncpg.Record | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -9,7 +10,13 @@ from fastapi import APIRouter, Response
 from bodhi_api.auth.principal import AnyUser, PowerUser
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound
-from bodhi_api.local_aliases.schemas import LocalAliasBody, public_alias, validate_alias
+from bodhi_api.local_aliases.schemas import (
+    LocalAliasCreate,
+    LocalAliasFile,
+    LocalAliasList,
+    LocalAliasPublic,
+    alias_fields,
+)
 from bodhi_api.local_aliases.store import (
     add_discovered_aliases,
     delete_alias,
@@ -23,43 +30,45 @@ from bodhi_shared.errors import InvalidRequest
 
 router = APIRouter(tags=["local-aliases"])
 BASE = "/bodhi/v1/models/alias"
+# What a local worker that follows the catalogue is told after the catalogue was rewritten.
+CATALOGUE_CHANGED = b"catalogue"
 
 
-def models_dir(resources: Resources) -> Any:
+def models_dir(resources: Resources) -> Path:
     return resources.settings.home / "models"
 
 
-@router.get(BASE)
-async def aliases_list(principal: AnyUser, resources: ResourcesDep) -> dict[str, list[dict[str, Any]]]:
+@router.get(BASE, response_model=LocalAliasList)
+async def aliases_list(principal: AnyUser, resources: ResourcesDep) -> LocalAliasList:
     if await add_discovered_aliases(resources.db):
         await aliases_changed(resources)
-    return {"data": [public_alias(r) for r in await list_aliases(resources.db)]}
+    return LocalAliasList(data=[LocalAliasPublic.of(r) for r in await list_aliases(resources.db)])
 
 
-@router.post(BASE, status_code=201)
-async def aliases_create(body: LocalAliasBody, principal: PowerUser, resources: ResourcesDep) -> dict[str, Any]:
-    fields = validate_alias(body, models_dir=models_dir(resources))
+@router.post(BASE, status_code=201, response_model=LocalAliasPublic)
+async def aliases_create(body: LocalAliasCreate, principal: PowerUser, resources: ResourcesDep) -> LocalAliasPublic:
+    fields = alias_fields(body, alias=body.alias, models_dir=models_dir(resources))
     await save_alias(resources.db, fields, create=True)
     await aliases_changed(resources)
-    return public_alias(await _existing(resources, fields.alias))
+    return LocalAliasPublic.of(await _existing(resources, fields.alias))
 
 
-@router.get(f"{BASE}/{{alias:path}}")
-async def aliases_get(alias: str, principal: AnyUser, resources: ResourcesDep) -> dict[str, Any]:
-    return public_alias(await _existing(resources, alias))
+@router.get(f"{BASE}/{{alias:path}}", response_model=LocalAliasPublic)
+async def aliases_get(alias: str, principal: AnyUser, resources: ResourcesDep) -> LocalAliasPublic:
+    return LocalAliasPublic.of(await _existing(resources, alias))
 
 
-@router.put(f"{BASE}/{{alias:path}}")
+@router.put(f"{BASE}/{{alias:path}}", response_model=LocalAliasPublic)
 async def aliases_update(
-    alias: str, body: LocalAliasBody, principal: PowerUser, resources: ResourcesDep
-) -> dict[str, Any]:
+    alias: str, body: LocalAliasFile, principal: PowerUser, resources: ResourcesDep
+) -> LocalAliasPublic:
     if body.alias is not None and body.alias != alias:
         raise InvalidRequest("An alias cannot be renamed: create the new name and delete the old.", param="alias")
     await _existing(resources, alias)
-    fields = validate_alias(body, alias=alias, models_dir=models_dir(resources))
+    fields = alias_fields(body, alias=alias, models_dir=models_dir(resources))
     await save_alias(resources.db, fields, create=False)
     await aliases_changed(resources)
-    return public_alias(await _existing(resources, alias))
+    return LocalAliasPublic.of(await _existing(resources, alias))
 
 
 @router.delete(f"{BASE}/{{alias:path}}", status_code=204)
@@ -71,7 +80,10 @@ async def aliases_delete(alias: str, principal: PowerUser, resources: ResourcesD
 
 
 async def aliases_changed(resources: Resources) -> None:
+    """Rewrite the catalogue, then tell the local workers that follow it (they serve a new alias at once) and the
+    API replicas (they drop their cached routes)."""
     await publish_catalogue(resources.db, resources.redis, resources.keys)
+    await resources.redis.publish(resources.keys.local_worker_control, CATALOGUE_CHANGED)
     await resources.routes_changed()
 
 
