@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -25,22 +24,6 @@ KEY = "sk-owner-" + "o" * 24
 MANAGER_PASSWORD = "manager-pa55word-planted"
 NEW_KEY = "sk-new-" + "n" * 24
 WRONG_KEY = "sk-wrong-" + "w" * 24
-
-
-@pytest.fixture
-def provider() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    upstream.start()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture
-def attacker() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    upstream.start()
-    yield upstream
-    upstream.stop()
 
 
 def unique(name: str) -> str:

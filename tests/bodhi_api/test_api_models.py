@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import httpx
@@ -17,15 +16,6 @@ from tests.support.processes import create_user_and_token
 KEY_ONE = "sk-walkthrough-" + "1" * 24
 KEY_TWO = "sk-walkthrough-" + "2" * 24
 API = "/bodhi/v1/models/api"
-
-
-@pytest.fixture
-def provider() -> Iterator[FakeUpstream]:
-    """A provider of this test's own, so its model list and key rules touch no other test."""
-    upstream = FakeUpstream()
-    upstream.start()
-    yield upstream
-    upstream.stop()
 
 
 def unique(name: str) -> str:

@@ -11,8 +11,8 @@ Both travel as msgpack (never pickle). A job is an arq job whose single argument
 
 STARTED names the worker and its kind (``meta["worker"]``, ``meta["kind"]``) so the API can notice it dying;
 DONE and RESPONSE carry the token usage (``meta["usage"]``); an ERROR may carry the provider's ``Retry-After`` and
-``x-ratelimit-*`` headers (``meta["headers"]``) for the client's response. The API cancels a job by publishing its request id on
-``RedisKeys.cancel_channel``.
+``x-ratelimit-*`` headers (``meta["headers"]``) for the client's response. The API cancels a job by publishing
+its request id on ``RedisKeys.cancel_channel``.
 """
 
 from __future__ import annotations
