@@ -23,6 +23,7 @@ from bodhi_api.routes import (
     users,
 )
 from bodhi_api.settings import ApiSettings
+from bodhi_api.ui import install_ui
 
 # Every router the app serves: the authorization-matrix test reads its route table from here.
 ROUTERS = tuple(
@@ -49,4 +50,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     for router in ROUTERS:
         app.include_router(router)
+    # The web UI: HTML for browsers whose data comes from ROUTERS (checked there), so its pages are not in ROUTERS.
+    install_ui(app)
     return app
