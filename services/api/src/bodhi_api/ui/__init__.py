@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
+from bodhi_api.ui import account_pages, chat_pages, models_pages
 from bodhi_api.ui.pages import STATIC_PATH, LoginRequired, Pages, RoleRequired, explain_role_required, redirect_to_login
 from bodhi_api.ui.routes import router
 from bodhi_api.ui.security_headers import SecurityHeadersMiddleware
@@ -24,4 +25,6 @@ def install_ui(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequired, redirect_to_login)
     app.add_exception_handler(RoleRequired, explain_role_required)
     app.include_router(router)
+    for pages in (models_pages, chat_pages, account_pages):
+        app.include_router(pages.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="ui-static")
