@@ -50,6 +50,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/bodhi/v1/models/alias"): "power_user",
     ("PUT", "/bodhi/v1/models/alias/{alias:path}"): "power_user",
     ("DELETE", "/bodhi/v1/models/alias/{alias:path}"): "power_user",
+    ("GET", "/bodhi/v1/models/files"): "power_user",
     ("GET", "/bodhi/v1/models"): "user",
     ("GET", "/v1/models"): "user",
     ("GET", "/v1/models/{model_id:path}"): "user",

@@ -1,4 +1,4 @@
-"""Logging in and out in a real browser, the header every page shows, and the login and home pages' checks."""
+"""Logging in and out in a real browser, the header every page shows, and the login page's checks."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ async def test_the_login_page_is_accessible(page: Page) -> None:
 async def test_logging_in_shows_the_header_with_name_and_role(page: Page, make_user: MakeUser) -> None:
     user = await make_user("power_user")
     await log_in(page, user)
-    assert page.url.endswith("/ui/")
+    assert page.url.endswith("/ui/models/")  # `/ui/` is the models page
     header = page.locator(".site-header")
     await expect(header.locator("#account-name")).to_have_text(user.username)
     await expect(header.locator("#account-role")).to_have_text("Power user")
@@ -36,23 +36,6 @@ async def test_logging_in_shows_the_header_with_name_and_role(page: Page, make_u
     for label in ("Models", "Chat", "Tokens", "Usage", "API docs"):
         await expect(nav.get_by_role("link", name=label)).to_be_visible()
     await expect(nav.get_by_role("link", name="Users")).to_have_count(0)  # managers and admins only
-
-
-async def test_the_home_page_is_accessible(signed_in_page: Page) -> None:
-    page = signed_in_page
-    await expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Users")).to_be_visible()
-    await expect(page.locator("#gateway-version")).to_have_text("0.1.0")
-    await check_accessibility(page)
-    await screenshot(page, "home")
-
-
-async def test_the_home_page_fits_a_phone(signed_in_page: Page) -> None:
-    page = signed_in_page
-    await page.set_viewport_size({"width": 375, "height": 740})
-    await expect(page.locator("#gateway-version")).to_have_text("0.1.0")
-    assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
-    await check_accessibility(page)
-    await screenshot(page, "home-phone")
 
 
 async def test_logging_out_ends_the_session(signed_in_page: Page) -> None:

@@ -63,8 +63,11 @@ async def test_public_pages_are_html_with_a_strict_policy_and_no_inline_code(
     assert not INLINE_STYLE.search(response.text)
 
 
-async def test_the_signed_in_home_page_has_no_inline_code(signed_in_http: httpx.AsyncClient) -> None:
-    response = await signed_in_http.get("/ui/")
+async def test_the_signed_in_home_is_the_models_page_without_inline_code(signed_in_http: httpx.AsyncClient) -> None:
+    home = await signed_in_http.get("/ui/")
+    assert home.status_code == 302
+    assert home.headers["location"] == "/ui/models/"
+    response = await signed_in_http.get("/ui/models/")
     assert response.status_code == 200
     assert_ui_headers(response)
     assert not INLINE_SCRIPT.search(response.text)

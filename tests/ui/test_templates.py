@@ -44,7 +44,7 @@ def test_public_templates_render_for_anyone(template: str, role: Role | None) ->
 
 @pytest.mark.parametrize("role", list(Role))
 def test_the_navigation_shows_users_to_managers_and_admins_only(role: Role) -> None:
-    rendered = html(page_for_user(user(role)), "home.html", kind="home", title="Home")
+    rendered = html(page_for_user(user(role)), "docs.html", kind="docs", title="API reference")
     assert ('href="/ui/users/"' in rendered) is role.at_least(Role.MANAGER)
     assert 'href="/ui/models/"' in rendered
 

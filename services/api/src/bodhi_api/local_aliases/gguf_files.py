@@ -70,3 +70,55 @@ def discover_hf_models() -> list[DiscoveredModel]:
                 alias = f"{repo}:{quant}"
                 found.setdefault(alias, DiscoveredModel(alias=alias, repo=repo, filename=path.name, path=path))
     return list(found.values())
+
+
+# A listing for a form's file picker, not an inventory: a models folder with more files than this is cut short.
+MAX_LISTED_FILES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFile:
+    """A ``.gguf`` file a local alias could name: ``filename`` is relative to the models folder, or to the
+    snapshot of ``repo`` in the HuggingFace cache."""
+
+    path: Path
+    filename: str
+    repo: str | None
+    size_bytes: int
+
+
+def list_gguf_files(models_dir: Path) -> list[FoundFile]:
+    """The ``.gguf`` files under ``models_dir`` and in the HuggingFace cache (newest snapshot of each repo file),
+    each group sorted by name. Blocking: it walks directories (call it from a thread)."""
+    found = [
+        FoundFile(path=path, filename=path.relative_to(models_dir).as_posix(), repo=None, size_bytes=size)
+        for path, size in _gguf_files_under(models_dir)
+    ]
+    return (found + _hf_cache_files())[:MAX_LISTED_FILES]
+
+
+def _gguf_files_under(folder: Path) -> list[tuple[Path, int]]:
+    files = []
+    for path in sorted(folder.rglob("*.gguf")) if folder.is_dir() else ():
+        try:
+            if path.is_file():
+                files.append((path, path.stat().st_size))
+        except OSError:  # a dangling link or a file removed meanwhile: not one to offer
+            continue
+        if len(files) >= MAX_LISTED_FILES:
+            break
+    return files
+
+
+def _hf_cache_files() -> list[FoundFile]:
+    newest: dict[tuple[str, str], tuple[float, FoundFile]] = {}
+    for repo_dir in sorted(hf_hub_dir().glob("models--*--*")):
+        repo = repo_dir.name.removeprefix("models--").replace("--", "/", 1)
+        for snapshot in sorted((repo_dir / "snapshots").glob("*")):
+            for path, size in _gguf_files_under(snapshot):
+                filename = path.relative_to(snapshot).as_posix()
+                mtime = snapshot.stat().st_mtime
+                if (repo, filename) not in newest or newest[(repo, filename)][0] < mtime:
+                    entry = FoundFile(path=path, filename=filename, repo=repo, size_bytes=size)
+                    newest[(repo, filename)] = (mtime, entry)
+    return [entry for _, entry in sorted(newest.values(), key=lambda e: (e[1].repo or "", e[1].filename))]

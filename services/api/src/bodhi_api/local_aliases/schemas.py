@@ -204,3 +204,18 @@ def alias_fields(body: LocalAliasFile, *, alias: str, models_dir: Path) -> Alias
         context_params=body.context_params.given(),
         request_params=body.request_params.given(),
     )
+
+
+class GgufFile(BaseModel):
+    """A GGUF file the server found, for a form's file picker: send ``path``, or ``repo`` and ``filename``."""
+
+    path: str = Field(description="The file's absolute path on the server.")
+    filename: str = Field(description="Relative to BODHI_HOME/models, or to the repo's snapshot in the HF cache.")
+    repo: str | None = Field(description="The HuggingFace repo (`owner/name`) of a file in the HF cache; else null.")
+    source: Literal["models_dir", "hf_cache"]
+    size_bytes: int
+
+
+class GgufFileList(BaseModel):
+    data: list[GgufFile]
+    models_dir: str = Field(description="BODHI_HOME/models: where a relative `path` is looked for.")

@@ -1,7 +1,9 @@
-"""``/bodhi/v1/models/alias``: local aliases (read: any user; write: power_user and above)."""
+"""``/bodhi/v1/models/alias``: local aliases (read: any user; write: power_user and above), and
+``/bodhi/v1/models/files``: the GGUF files an alias could name (power_user and above: it shows server paths)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,10 @@ from fastapi import APIRouter, Response
 from bodhi_api.auth.principal import AnyUser, PowerUser
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound
+from bodhi_api.local_aliases.gguf_files import FoundFile, list_gguf_files
 from bodhi_api.local_aliases.schemas import (
+    GgufFile,
+    GgufFileList,
     LocalAliasCreate,
     LocalAliasFile,
     LocalAliasList,
@@ -51,6 +56,23 @@ async def aliases_create(body: LocalAliasCreate, principal: PowerUser, resources
     await save_alias(resources.db, fields, create=True)
     await aliases_changed(resources)
     return LocalAliasPublic.of(await _existing(resources, fields.alias))
+
+
+@router.get("/bodhi/v1/models/files", response_model=GgufFileList)
+async def gguf_files(principal: PowerUser, resources: ResourcesDep) -> GgufFileList:
+    folder = models_dir(resources)
+    found = await asyncio.to_thread(list_gguf_files, folder)  # walks directories: not on the event loop
+    return GgufFileList(data=[_public_file(f) for f in found], models_dir=str(folder))
+
+
+def _public_file(found: FoundFile) -> GgufFile:
+    return GgufFile(
+        path=str(found.path),
+        filename=found.filename,
+        repo=found.repo,
+        source="hf_cache" if found.repo else "models_dir",
+        size_bytes=found.size_bytes,
+    )
 
 
 @router.get(f"{BASE}/{{alias:path}}", response_model=LocalAliasPublic)

@@ -1,4 +1,4 @@
-"""The web UI's own routes: the entry redirects, the login page, the home page and the API reference.
+"""The web UI's own routes: the entry redirects (`/ui/` is the models page), the login page and the API reference.
 
 Every page is HTML around a script module that calls the JSON API; these routes only choose which page to show.
 They are not in the OpenAPI document (it describes the API, which the pages use like any other client).
@@ -34,8 +34,8 @@ async def root() -> Response:
 
 @router.get("/ui/")
 async def home(page: SignedInPage) -> Response:
-    # The models page will take this place; until then a short overview of where to go.
-    return page.render("home.html", kind="home", title="Home")
+    # Signed in first, so a visitor without a session logs in and comes back here (`next=/ui/`).
+    return RedirectResponse("/ui/models/", status_code=302)
 
 
 @router.get("/ui/login/")

@@ -1,0 +1,142 @@
+// The tokens page: the signed-in user's API tokens (GET/POST /bodhi/v1/tokens, PUT and DELETE /tokens/{id}).
+// A new token is shown once, with a Copy button; the list never holds the tokens themselves.
+import { del, get, post, put } from "./api.js";
+import { confirmAction } from "./confirm.js";
+import { h } from "./dom.js";
+import { clearErrors, showError } from "./forms.js";
+import { handleSessionEnded, ROLE_LABELS } from "./layout.js";
+
+const form = document.getElementById("token-form");
+const rows = document.querySelector("#tokens-table tbody");
+const status = document.getElementById("tokens-status");
+const alertBox = document.getElementById("tokens-alert");
+const newToken = document.getElementById("new-token");
+const tokenValue = document.getElementById("new-token-value");
+const copyButton = document.getElementById("copy-token");
+const copyStatus = document.getElementById("copy-status");
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+function when(iso) {
+  return iso ? h("time", { datetime: iso }, dateFormat.format(new Date(iso))) : h("span", { class: "muted" }, "Never");
+}
+
+function showAlert(error) {
+  if (handleSessionEnded(error)) return;
+  alertBox.textContent = error.message;
+  alertBox.hidden = false;
+}
+
+// A row's button: its visible label, and the token's name for a screen reader ("Delete laptop").
+function rowButton(label, name, { danger = false, onClick }) {
+  const kind = danger ? "button-danger" : "button-secondary";
+  return h(
+    "button",
+    { type: "button", class: `button button-small ${kind}`, on: { click: onClick } },
+    label,
+    h("span", { class: "visually-hidden" }, ` ${name}`),
+  );
+}
+
+async function setStatus(token, next) {
+  alertBox.hidden = true;
+  try {
+    await put(`/bodhi/v1/tokens/${encodeURIComponent(token.id)}`, { status: next });
+    await load();
+    status.textContent = `${token.name} is ${next === "active" ? "active again" : "inactive: it no longer works"}.`;
+  } catch (error) {
+    showAlert(error);
+  }
+}
+
+async function remove(token) {
+  const sure = await confirmAction({
+    title: `Delete the token ${token.name}?`,
+    message: "Anything that uses it stops working at once. This cannot be undone.",
+    confirmLabel: "Delete token",
+  });
+  if (!sure) return;
+  alertBox.hidden = true;
+  try {
+    await del(`/bodhi/v1/tokens/${encodeURIComponent(token.id)}`);
+    await load();
+    status.textContent = `Deleted ${token.name}.`;
+  } catch (error) {
+    showAlert(error);
+  }
+}
+
+function row(token) {
+  const active = token.status === "active";
+  return h(
+    "tr",
+    { dataset: { tokenId: token.id } },
+    h("th", { scope: "row" }, token.name),
+    h("td", {}, ROLE_LABELS[token.scope] ?? token.scope),
+    h("td", {}, h("span", { class: `badge ${active ? "badge-active" : "badge-inactive"}` }, active ? "Active" : "Inactive")),
+    h("td", {}, when(token.created_at)),
+    h("td", {}, when(token.last_used_at)),
+    h(
+      "td",
+      {},
+      h(
+        "div",
+        { class: "row-buttons" },
+        rowButton(active ? "Deactivate" : "Activate", token.name, {
+          onClick: () => setStatus(token, active ? "inactive" : "active"),
+        }),
+        rowButton("Delete", token.name, { danger: true, onClick: () => remove(token) }),
+      ),
+    ),
+  );
+}
+
+async function load() {
+  let tokens;
+  try {
+    tokens = (await get("/bodhi/v1/tokens")).data;
+  } catch (error) {
+    status.textContent = "";
+    showAlert(error);
+    return;
+  }
+  rows.replaceChildren(...tokens.map(row));
+  document.getElementById("tokens-wrap").hidden = tokens.length === 0;
+  status.textContent = tokens.length === 0 ? "You have no tokens yet." : "";
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  clearErrors(form);
+  try {
+    const body = { name: form.elements.namedItem("name").value.trim(), scope: form.elements.namedItem("scope").value };
+    const created = await post("/bodhi/v1/tokens", body);
+    form.reset();
+    tokenValue.value = created.token;
+    document.getElementById("new-token-label").textContent = `Token ${created.name}`;
+    copyButton.textContent = "Copy token";
+    copyStatus.textContent = "";
+    newToken.hidden = false;
+    document.getElementById("new-token-title").focus();
+    await load();
+  } catch (error) {
+    if (!handleSessionEnded(error)) showError(form, error);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+copyButton.addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(tokenValue.value);
+    copyButton.textContent = "Copied";
+    copyStatus.textContent = "Copied the token to the clipboard.";
+  } catch {
+    tokenValue.select();
+    copyStatus.textContent = "The browser refused to copy: the token is selected, copy it with Ctrl+C or ⌘C.";
+  }
+});
+
+load();

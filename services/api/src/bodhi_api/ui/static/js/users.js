@@ -1,0 +1,131 @@
+// The users page (managers and admins): list, add, change a role, delete (GET/POST /bodhi/v1/users,
+// PUT /users/{id}/role, DELETE /users/{id}). The API decides who may do what; its refusals are shown as they come.
+import { del, get, post, put } from "./api.js";
+import { confirmAction } from "./confirm.js";
+import { h } from "./dom.js";
+import { clearErrors, showError } from "./forms.js";
+import { handleSessionEnded, ROLE_LABELS, roleAtLeast } from "./layout.js";
+
+const form = document.getElementById("user-form");
+const table = document.getElementById("users-table");
+const rows = table.querySelector("tbody");
+const status = document.getElementById("users-status");
+const alertBox = document.getElementById("users-alert");
+const myRole = table.dataset.myRole;
+const myId = table.dataset.myId;
+
+function showAlert(error) {
+  if (handleSessionEnded(error)) return;
+  alertBox.textContent = error.message;
+  alertBox.hidden = false;
+}
+
+function roleSelect(user) {
+  const id = `role-${user.id}`;
+  const select = h(
+    "select",
+    { id, class: "role-select" },
+    Object.entries(ROLE_LABELS).map(([value, label]) => h("option", { value, selected: value === user.role }, label)),
+  );
+  return [h("label", { for: id, class: "visually-hidden" }, `Role of ${user.username}`), select];
+}
+
+async function changeRole(user, select) {
+  alertBox.hidden = true;
+  const role = select.value;
+  try {
+    await put(`/bodhi/v1/users/${encodeURIComponent(user.id)}/role`, { role });
+    await load();
+    status.textContent = `${user.username} is now ${ROLE_LABELS[role]}.`;
+  } catch (error) {
+    select.value = user.role;
+    showAlert(error);
+  }
+}
+
+async function remove(user) {
+  const sure = await confirmAction({
+    title: `Delete the user ${user.username}?`,
+    message: "They are logged out at once, and their tokens stop working. This cannot be undone.",
+    confirmLabel: "Delete user",
+  });
+  if (!sure) return;
+  alertBox.hidden = true;
+  try {
+    await del(`/bodhi/v1/users/${encodeURIComponent(user.id)}`);
+    await load();
+    status.textContent = `Deleted ${user.username}.`;
+  } catch (error) {
+    showAlert(error);
+  }
+}
+
+function cells(user) {
+  const badge = h("span", { class: "badge" }, ROLE_LABELS[user.role] ?? user.role);
+  if (user.id === myId) return [h("td", {}, badge, " ", h("span", { class: "muted" }, "(you)")), h("td", {})];
+  if (!roleAtLeast(myRole, user.role)) {
+    return [h("td", {}, badge), h("td", { class: "muted row-note" }, "Above your role")];
+  }
+  const [label, select] = roleSelect(user);
+  const hidden = (text) => h("span", { class: "visually-hidden" }, text);
+  const change = h(
+    "button",
+    { type: "button", class: "button button-secondary button-small", on: { click: () => changeRole(user, select) } },
+    "Change role",
+    hidden(` of ${user.username}`),
+  );
+  const remover = h(
+    "button",
+    { type: "button", class: "button button-danger button-small", on: { click: () => remove(user) } },
+    "Delete",
+    hidden(` ${user.username}`),
+  );
+  return [
+    h("td", {}, h("div", { class: "role-cell" }, label, select)),
+    h("td", {}, h("div", { class: "row-buttons" }, change, remover)),
+  ];
+}
+
+async function load() {
+  let users;
+  try {
+    users = (await get("/bodhi/v1/users")).data;
+  } catch (error) {
+    status.textContent = "";
+    showAlert(error);
+    return;
+  }
+  users.sort((a, b) => a.username.localeCompare(b.username));
+  rows.replaceChildren(
+    ...users.map((user) => h("tr", { dataset: { userId: user.id } }, h("th", { scope: "row" }, user.username), cells(user))),
+  );
+  document.getElementById("users-wrap").hidden = false;
+  status.textContent = `${users.length} ${users.length === 1 ? "user" : "users"}.`;
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  clearErrors(form);
+  const body = {
+    username: form.elements.namedItem("username").value.trim(),
+    password: form.elements.namedItem("password").value,
+    role: form.elements.namedItem("role").value,
+  };
+  try {
+    await post("/bodhi/v1/users", body);
+    form.reset();
+    await load();
+    status.textContent = `Added ${body.username} as ${ROLE_LABELS[body.role]}.`;
+  } catch (error) {
+    if (handleSessionEnded(error)) return;
+    // A role above the manager's own is refused without naming a field: it is the role's.
+    const onRole = error.status === 403 && !error.param;
+    showError(form, onRole ? { message: error.message, param: "role" } : error);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+load();

@@ -1,0 +1,107 @@
+"""The tokens page (`/ui/tokens/`) in a real browser: create (shown once, copied), deactivate, activate, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from playwright.async_api import Page, expect
+
+from tests.conftest import Gateway
+from tests.ui.conftest import check_accessibility, screenshot
+
+
+async def models_status(gateway: Gateway, token: str, *, expected: int, within: float = 5.0) -> int:
+    """GET /v1/models with ``token`` until it answers ``expected`` (a change reaches every replica promptly, not
+    within the same instant); return the last status."""
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        while True:
+            status = (await http.get("/v1/models", headers={"Authorization": f"Bearer {token}"})).status_code
+            if status == expected or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.1)
+
+
+async def create_token(page: Page, name: str) -> str:
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Scope").select_option("user")
+    await page.get_by_role("button", name="Create token").click()
+    await expect(page.get_by_role("heading", name="Your new token")).to_be_focused()
+    return await page.get_by_label(f"Token {name}").input_value()
+
+
+async def test_a_token_is_shown_once_copied_works_and_stops_working_when_deactivated(
+    signed_in_page: Page, gateway: Gateway
+) -> None:
+    page = signed_in_page
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=gateway.base_url)
+    await page.goto("/ui/tokens/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Tokens")
+    await expect(page.locator("#tokens-status")).to_have_text("You have no tokens yet.")
+    await expect(page.get_by_label("Scope").locator("option")).to_have_text(["User", "Power user"])  # a manager's
+
+    token = await create_token(page, "laptop scripts")
+    assert token
+    await page.get_by_role("button", name="Copy token").click()
+    await expect(page.locator("#copy-token")).to_have_text("Copied")
+    await expect(page.locator("#copy-status")).to_have_text("Copied the token to the clipboard.")
+    assert await page.evaluate("() => navigator.clipboard.readText()") == token
+    row = page.locator("#tokens-table tbody tr", has_text="laptop scripts")
+    await expect(row.locator("td").nth(0)).to_have_text("User")
+    await expect(row.locator("td").nth(1)).to_have_text("Active")
+    await expect(row.locator("td").nth(3)).to_have_text("Never")
+    await check_accessibility(page)
+    await screenshot(page, "tokens")
+
+    assert await models_status(gateway, token, expected=200) == 200
+    await page.reload()
+    await expect(page.locator("#new-token")).to_be_hidden()  # shown once: the list never holds the token
+    assert token not in await page.content()
+    row = page.locator("#tokens-table tbody tr", has_text="laptop scripts")
+    await expect(row.locator("td").nth(3)).not_to_have_text("Never")  # it was just used
+
+    await row.get_by_role("button", name="Deactivate laptop scripts").click()
+    await expect(row.locator("td").nth(1)).to_have_text("Inactive")
+    await expect(page.locator("#tokens-status")).to_have_text("laptop scripts is inactive: it no longer works.")
+    assert await models_status(gateway, token, expected=401) == 401
+    await row.get_by_role("button", name="Activate laptop scripts").click()
+    await expect(row.locator("td").nth(1)).to_have_text("Active")
+    assert await models_status(gateway, token, expected=200) == 200
+
+    await row.get_by_role("button", name="Delete laptop scripts").click()
+    dialog = page.get_by_role("dialog", name="Delete the token laptop scripts?")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    await check_accessibility(page)
+    await screenshot(page, "tokens-delete-dialog")
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(dialog).to_have_count(0)
+    await expect(row).to_have_count(1)  # cancelled: still there
+
+    await row.get_by_role("button", name="Delete laptop scripts").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Delete token").click()
+    await expect(page.locator("#tokens-status")).to_have_text("Deleted laptop scripts.")
+    await expect(page.locator("#tokens-table tbody tr")).to_have_count(0)
+    assert await models_status(gateway, token, expected=401) == 401
+
+
+async def test_the_api_error_for_a_token_is_shown_next_to_its_field(signed_in_page: Page) -> None:
+    page = signed_in_page
+    await page.goto("/ui/tokens/")
+    await page.get_by_role("button", name="Create token").click()  # no name: the API names `name`
+    await expect(page.locator("#token-error-summary")).to_be_focused()
+    await expect(page.locator("#token-name-error")).to_contain_text("name")
+    await expect(page.get_by_label("Name")).to_have_attribute("aria-invalid", "true")
+
+
+async def test_the_tokens_page_fits_a_phone(signed_in_page: Page) -> None:
+    page = signed_in_page
+    await page.set_viewport_size({"width": 375, "height": 740})
+    await page.goto("/ui/tokens/")
+    await create_token(page, "phone")
+    await expect(page.locator("#tokens-table tbody tr")).to_have_count(1)
+    assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    await check_accessibility(page)
+    await screenshot(page, "tokens-phone")
