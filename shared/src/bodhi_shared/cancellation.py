@@ -7,12 +7,13 @@ upstream connection. The job itself then ends normally, so arq never re-runs it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+
+from bodhi_shared.pubsub_listener import PubSubListener
 
 log = logging.getLogger(__name__)
 
@@ -25,29 +26,18 @@ class JobCancelled(Exception):
 
 class CancelRegistry:
     def __init__(self, redis: Redis, channel: str) -> None:
-        self._redis = redis
-        self._channel = channel
         self._running: dict[str, asyncio.Task[Any]] = {}
-        self._listener: asyncio.Task[None] | None = None
+        # Supervised: after a Redis outage it subscribes again (cancels published meanwhile are lost; a job whose
+        # client left then runs to its end, and its events reach nobody).
+        self.listener = PubSubListener(
+            redis, [channel], lambda _channel, data: self.cancel(data.decode()), name="cancel listener"
+        )
 
     async def start(self) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self._channel)
-        self._listener = asyncio.create_task(self._listen(pubsub))
+        await self.listener.start()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-
-    async def _listen(self, pubsub: Any) -> None:
-        try:
-            async for message in pubsub.listen():
-                if message["type"] == "message":
-                    self.cancel(message["data"].decode())
-        finally:
-            await pubsub.aclose()
+        await self.listener.stop()
 
     def cancel(self, request_id: str) -> None:
         task = self._running.get(request_id)

@@ -3,6 +3,10 @@
 The first event goes out at once; whatever is queued while a publish is in flight goes out next, consecutive
 chunks merged into one CHUNK event and the rest sent in one pipelined round trip. A slow hop therefore costs
 fewer, larger messages instead of an ever longer backlog, and the job never stalls on a round trip.
+
+A publish that fails (Redis gone) loses the events for good: the client's replica has given up on them. The next
+event the job emits then raises ``EventsUndeliverable``, so the job stops (and its provider call with it) instead
+of paying for an answer nobody can receive.
 """
 
 from __future__ import annotations
@@ -13,6 +17,13 @@ from dataclasses import replace
 from redis.asyncio import Redis
 
 from bodhi_shared.contract import EventKind, StreamEvent
+from bodhi_shared.errors import ServiceUnavailable
+
+
+class EventsUndeliverable(ServiceUnavailable):
+    """The job's events can no longer be published (Redis unreachable)."""
+
+    code = "events_undeliverable"
 
 
 class EventPublisher:
@@ -22,6 +33,7 @@ class EventPublisher:
         self._request_id = request_id
         self._pending: list[StreamEvent | bytes] = []  # events, or SSE frames to merge into CHUNK events
         self._sender: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None
 
     def emit(self, event: StreamEvent) -> None:
         """Queue ``event`` behind everything queued before it; it is sent without waiting for the caller."""
@@ -47,11 +59,24 @@ class EventPublisher:
             self._sender.cancel()
 
     def _queue(self, item: StreamEvent | bytes) -> None:
+        if self._failed is not None:
+            raise EventsUndeliverable(
+                f"The events of request {self._request_id} could not be published ({type(self._failed).__name__})."
+            ) from self._failed
         self._pending.append(item)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_pending())
+            self._sender.add_done_callback(_seen)
 
     async def _send_pending(self) -> None:
+        try:
+            await self._send_all()
+        except Exception as exc:
+            self._failed = exc
+            self._pending.clear()
+            raise
+
+    async def _send_all(self) -> None:
         while self._pending:
             items, self._pending = self._pending, []
             messages = _messages(items, self._request_id)
@@ -62,6 +87,12 @@ class EventPublisher:
                 for message in messages:
                     pipe.publish(self._channel, message)
                 await pipe.execute()
+
+
+def _seen(task: asyncio.Task[None]) -> None:
+    """Mark a sender's failure as seen: it is raised again by the job's next emit, flush or publish."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _messages(items: list[StreamEvent | bytes], request_id: str) -> list[bytes]:

@@ -37,11 +37,18 @@ async def heartbeating(
     """Beat every ``interval`` seconds while the block runs; leave the set cleanly at the end."""
 
     async def loop() -> None:
+        failing = False
         while True:
             try:
                 await beat(redis, keys, kind=kind, worker_id=worker_id, queue=queue, ttl=ttl)
-            except Exception:  # a missed beat must not kill the worker; the next one may succeed
-                log.warning("heartbeat of %s failed", worker_id, exc_info=True)
+            except Exception as exc:  # a missed beat must not kill the worker; the next one may succeed
+                if not failing:  # once per outage, not once a second
+                    log.warning("heartbeat of %s failed (%s: %s); retrying", worker_id, type(exc).__name__, exc)
+                failing = True
+            else:
+                if failing:
+                    log.warning("heartbeat of %s beats again", worker_id)
+                failing = False
             await asyncio.sleep(interval)
 
     await beat(redis, keys, kind=kind, worker_id=worker_id, queue=queue, ttl=ttl)

@@ -14,11 +14,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bodhi_shared.cancellation import CancelRegistry, JobCancelled
 from bodhi_shared.contract import EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError, ServiceUnavailable
-from bodhi_shared.event_publisher import EventPublisher
+from bodhi_shared.event_publisher import EventPublisher, EventsUndeliverable
 
 log = logging.getLogger(__name__)
 
@@ -46,4 +47,7 @@ async def run_inference_job(
     except BodhiError as exc:
         log.info("request %s failed: %s", job.request_id, exc.message)
         outcome = StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
-    await events.publish(outcome)
+    try:
+        await events.publish(outcome)
+    except (EventsUndeliverable, RedisError, OSError) as exc:  # Redis is gone: the client's replica gave up already
+        log.warning("request %s: its last event could not be published (%s)", job.request_id, type(exc).__name__)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -17,8 +18,14 @@ from arq.connections import RedisSettings as ArqRedisSettings
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
+from redis.exceptions import RedisError
 
 from bodhi_shared.contract import pack, unpack
+from bodhi_shared.pubsub_listener import PubSubListener
+
+log = logging.getLogger(__name__)
+
+REDIS_RETRY_MAX_S = 0.5  # longest wait between two tries of a worker's loop while Redis is unreachable
 
 
 def arq_settings(redis_url: str) -> ArqRedisSettings:
@@ -160,6 +167,8 @@ return score
 class WakeableWorker(Worker):
     """An arq worker that polls as soon as a message arrives on its queue's wake channel."""
 
+    wakes: PubSubListener | None = None
+
     def __init__(self, *args: Any, wake_channel: str, **kwargs: Any) -> None:
         kwargs.setdefault("job_serializer", pack)
         kwargs.setdefault("job_deserializer", unpack)
@@ -182,40 +191,57 @@ class WakeableWorker(Worker):
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
-        pubsub = self.pool.pubsub()
-        await pubsub.subscribe(self._wake_channel)
-        listener = asyncio.create_task(self._listen_for_wakes(pubsub))
-        last_poll = 0.0
+        # Supervised: after a Redis outage it subscribes again; meanwhile the poll below still finds the jobs.
+        self.wakes = PubSubListener(
+            self.pool, [self._wake_channel], self._on_wake, name=f"wake listener of {self.queue_name}"
+        )
+        await self.wakes.start()
+        last_poll, outage_since = 0.0, None
         try:
             while True:
-                self._wake.clear()
-                announced, self._announced = self._announced, []
-                if announced and self.allow_pick_jobs and self.job_counter < self.max_jobs:
-                    # Straight to the announced jobs: no ZRANGEBYSCORE round trip on the way to a client's first
-                    # token. arq's start_jobs still takes each one under its lock, so two workers never both run it.
-                    await self.start_jobs(announced)
-                if not announced or time.monotonic() - last_poll >= self.poll_delay_s:
-                    last_poll = time.monotonic()
-                    await self._poll_iteration()  # the queue itself, finished tasks, arq's health check
-                if self.job_counter and time.monotonic() - self._last_active >= self.poll_delay_s / 2:
-                    # Busy: requests queued behind this worker's jobs wait for their turn (see active_at_key). Half
-                    # the poll interval, as iterations come about one poll interval apart: a full one would skip
-                    # every other iteration whenever one came a little early, leaving two intervals between marks.
-                    self._last_active = time.monotonic()
-                    await self.pool.set(active_at_key(self.queue_name), timestamp_ms(), px=ACTIVE_TTL_MS)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
+                try:
+                    last_poll = await self._round(last_poll)
+                except (RedisError, OSError) as exc:
+                    # arq's own loop would end the process here; the jobs running now go on, and so does this loop
+                    # once Redis answers again.
+                    if outage_since is None:
+                        outage_since = time.monotonic()
+                        log.warning("%s: Redis unreachable (%s); retrying", self.queue_name, type(exc).__name__)
+                    await asyncio.sleep(min(REDIS_RETRY_MAX_S, max(self.poll_delay_s, time.monotonic() - outage_since)))
+                    continue
+                if outage_since is not None:
+                    log.warning(
+                        "%s: Redis answers again after %.1f s", self.queue_name, time.monotonic() - outage_since
+                    )
+                    outage_since = None
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if self.wakes is not None:
+                await self.wakes.stop()
 
-    async def _listen_for_wakes(self, pubsub: Any) -> None:
-        async for message in pubsub.listen():
-            if message["type"] == "message":
-                self._announced.append(message["data"])
-                self._wake.set()
+    async def _round(self, last_poll: float) -> float:
+        """One turn of the loop: start announced jobs, poll when due, note activity, wait for a wake-up."""
+        self._wake.clear()
+        announced, self._announced = self._announced, []
+        if announced and self.allow_pick_jobs and self.job_counter < self.max_jobs:
+            # Straight to the announced jobs: no ZRANGEBYSCORE round trip on the way to a client's first
+            # token. arq's start_jobs still takes each one under its lock, so two workers never both run it.
+            await self.start_jobs(announced)
+        if not announced or time.monotonic() - last_poll >= self.poll_delay_s:
+            last_poll = time.monotonic()
+            await self._poll_iteration()  # the queue itself, finished tasks, arq's health check
+        if self.job_counter and time.monotonic() - self._last_active >= self.poll_delay_s / 2:
+            # Busy: requests queued behind this worker's jobs wait for their turn (see active_at_key). Half
+            # the poll interval, as iterations come about one poll interval apart: a full one would skip
+            # every other iteration whenever one came a little early, leaving two intervals between marks.
+            self._last_active = time.monotonic()
+            await self.pool.set(active_at_key(self.queue_name), timestamp_ms(), px=ACTIVE_TTL_MS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
+        return last_poll
+
+    def _on_wake(self, _channel: str, job_id: bytes) -> None:
+        self._announced.append(job_id)
+        self._wake.set()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's start_jobs, with each job claimed in one round trip (``_CLAIM``) instead of four."""

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bodhi_api.error_handlers import DependencyUnavailable
 from bodhi_api.http_errors import TooManyRequests
 from bodhi_api.resources import Resources
 from bodhi_api.token_stream import EventReader, Subscription, publish_cancel
@@ -76,6 +77,8 @@ async def dispatch(
     """
     keys, redis = resources.keys, resources.redis
     queue = target.queue
+    if not resources.hub.up:  # the worker's answer could not reach this replica: refuse now, not after a timeout
+        raise DependencyUnavailable("The gateway lost its connection to Redis and is reconnecting; retry shortly.")
     subscription = resources.hub.open(request_id)  # before the job exists: no event can be missed
     reader = EventReader(resources, subscription)
     enqueued = False

@@ -2,12 +2,14 @@
 
 import logging
 
+import asyncpg
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from bodhi_shared.errors import BodhiError, InvalidRequest
+from bodhi_shared.errors import BodhiError, InvalidRequest, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,40 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 
 UNEXPECTED_MESSAGE = "The server had an internal error. Retry, or check the server logs."
+RETRY_AFTER_OUTAGE_S = 2
+
+# What a lost connection to Postgres or Redis raises on its way up (the drivers' own errors, and the socket's).
+_POSTGRES_DOWN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+
+
+class DependencyUnavailable(ServiceUnavailable):
+    """Postgres or Redis cannot be reached: the request may succeed once it is back."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(RETRY_AFTER_OUTAGE_S)}
+
+
+def as_bodhi_error(exc: BaseException) -> BodhiError:
+    """What a client is told about ``exc``: itself if it is ours, 503 for an unreachable Postgres or Redis,
+    else the internal error (logged by the caller with its traceback)."""
+    if isinstance(exc, BodhiError):
+        return exc
+    if isinstance(exc, _REDIS_DOWN):
+        return DependencyUnavailable("The gateway cannot reach Redis right now; retry shortly.")
+    if isinstance(exc, _POSTGRES_DOWN) or (isinstance(exc, OSError) and not isinstance(exc, TimeoutError)):
+        return DependencyUnavailable("The gateway cannot reach its database right now; retry shortly.")
+    return BodhiError(UNEXPECTED_MESSAGE)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(BodhiError(UNEXPECTED_MESSAGE))
+    error = as_bodhi_error(exc)
+    if isinstance(error, DependencyUnavailable):
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, error.message, type(exc).__name__)
+    else:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(error)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -14,7 +14,7 @@ from starlette.responses import Response, StreamingResponse
 
 from bodhi_api.auth.principal import Principal
 from bodhi_api.dispatch import QueueTarget, dispatch
-from bodhi_api.error_handlers import UNEXPECTED_MESSAGE
+from bodhi_api.error_handlers import DependencyUnavailable, as_bodhi_error
 from bodhi_api.model_routing import Route, resolve_model
 from bodhi_api.resources import Resources
 from bodhi_api.token_stream import SSE_DONE, SSE_KEEPALIVE, EventReader, Outcome, Relay, sse_data
@@ -210,8 +210,8 @@ async def _stream_once_dispatched(
     try:
         reader, first = dispatching.result()
     except Exception as exc:  # the response has started: every failure goes in-band, as the error handlers would
-        error = exc if isinstance(exc, BodhiError) else BodhiError(UNEXPECTED_MESSAGE)
-        if not isinstance(exc, BodhiError):
+        error = as_bodhi_error(exc)
+        if not isinstance(exc, BodhiError) and not isinstance(error, DependencyUnavailable):
             log.error("request %s failed while it waited for a worker", request_id, exc_info=exc)
         timer.finish(Outcome("error", error.status_code))
         yield sse_data(error.to_json()) + SSE_DONE

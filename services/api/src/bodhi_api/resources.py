@@ -63,6 +63,14 @@ class Resources:
         self.route_cache.clear()
         await self.redis.publish(self.keys.api_control, ROUTES)
 
+    def redis_came_back(self) -> None:
+        """The replica's subscription is back after an outage. Redis may have restarted empty, so the local
+        workers' catalogue is written again, and cached routes and tokens are dropped (change messages sent
+        meanwhile were lost)."""
+        self.token_cache.clear()
+        self.route_cache.clear()
+        self.spawn(publish_catalogue(self.db, self.redis, self.keys))
+
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run bookkeeping off the request path (e.g. ``last_used_at``); failures are logged, not raised."""
         task = asyncio.create_task(work)
@@ -113,6 +121,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             token_cache=token_cache,
             route_cache=route_cache,
         )
+        hub.on_reconnect = resources.redis_came_back
         try:
             yield resources
         finally:

@@ -8,7 +8,6 @@ enqueued, so no early event can be lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,10 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 
+from bodhi_api.error_handlers import as_bodhi_error
 from bodhi_shared.contract import EventKind, StreamEvent
-from bodhi_shared.errors import BodhiError, RelayedError, UpstreamTimeout
+from bodhi_shared.errors import BodhiError, RelayedError, ServiceUnavailable, UpstreamTimeout
+from bodhi_shared.pubsub_listener import PubSubListener
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUBSCRIBE_TIMEOUT = 5.0
 _OVERFLOW = StreamEvent(EventKind.ERROR, data=b"overflow")  # a marker, never published
 
 
@@ -66,7 +65,8 @@ class StreamHub:
 
     The replica listens on one channel of its own, subscribed (and confirmed by Redis) at start; every job it
     enqueues names that channel, so events can never be published before anyone listens, and a request costs
-    no SUBSCRIBE/UNSUBSCRIBE round trips. Events carry their request id, by which they are routed.
+    no SUBSCRIBE/UNSUBSCRIBE round trips. Events carry their request id, by which they are routed. The
+    subscription is supervised (``PubSubListener``): it comes back after Redis does.
     """
 
     def __init__(
@@ -79,51 +79,55 @@ class StreamHub:
         buffer_limit: int,
     ) -> None:
         self._redis = redis
+        self.on_reconnect: Callable[[], None] | None = None  # called when the subscription is back after an outage
         self.channel = replica_channel
         self._replica_channel = replica_channel.encode()
         self._control_channel = control_channel.encode()
         self._on_control = on_control
         self._buffer_limit = buffer_limit
         self._subscriptions: dict[str, Subscription] = {}
-        self._pubsub: PubSub | None = None
-        self._listener: asyncio.Task[None] | None = None
+        self.listener: PubSubListener | None = None
 
     async def start(self) -> None:
-        self._pubsub = self._redis.pubsub()
-        await self._pubsub.subscribe(self._replica_channel.decode(), self._control_channel.decode())
-        await self._confirmed(self._pubsub, expected=2)  # from here on, nothing published to us is lost
-        self._listener = asyncio.create_task(self._listen(self._pubsub))
-
-    @staticmethod
-    async def _confirmed(pubsub: PubSub, *, expected: int) -> None:
-        async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
-            while expected:
-                message = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT)
-                if message is not None and message["type"] == "subscribe":
-                    expected -= 1
+        # Subscribed (and confirmed by Redis) before the first job names this channel: nothing published to us is
+        # lost while the connection holds. When it drops, the events of requests in flight are lost with it, so
+        # those requests end at once with an error instead of waiting out their timeouts.
+        self.listener = PubSubListener(
+            self._redis,
+            [self.channel, self._control_channel.decode()],
+            self._dispatch,
+            name="stream hub",
+            on_down=self._fail_all,
+            on_up=self._reconnected,
+        )
+        await self.listener.start()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self.listener is not None:
+            await self.listener.stop()
 
-    async def _listen(self, pubsub: PubSub) -> None:
-        async for message in pubsub.listen():
-            self._dispatch(message)
+    @property
+    def up(self) -> bool:
+        """Whether events published to this replica reach it now."""
+        return self.listener is not None and self.listener.up
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        if message["type"] != "message":
-            return
-        if message["channel"] == self._replica_channel:
-            event = StreamEvent.decode(message["data"])
+    def _dispatch(self, channel: str, data: bytes) -> None:
+        if channel == self.channel:
+            event = StreamEvent.decode(data)
             subscription = self._subscriptions.get(event.request_id)
             if subscription is not None:
                 subscription.push(event)
-        elif message["channel"] == self._control_channel:
-            self._on_control(message["data"])
+        elif channel.encode() == self._control_channel:
+            self._on_control(data)
+
+    def _reconnected(self) -> None:
+        if self.on_reconnect is not None:
+            self.on_reconnect()
+
+    def _fail_all(self) -> None:
+        lost = ServiceUnavailable("The gateway lost its connection to Redis while this request ran; retry it.")
+        for subscription in list(self._subscriptions.values()):
+            subscription.push(error_event(lost))
 
     def open(self, request_id: str) -> Subscription:
         """Start collecting the events of ``request_id`` (before its job is enqueued)."""
@@ -259,6 +263,16 @@ class Relay:
             self._resources.spawn(publish_cancel(self._resources.redis, keys.cancel_channel, self._request_id))
         self._on_finish(outcome)
 
+    async def _next_or_error(self) -> StreamEvent | None:
+        """The next event; any failure to read it (Redis gone while checking the worker, ...) as an ERROR event:
+        the response has started, so it can only end in-band."""
+        try:
+            return await self._reader.next(keepalive_after=self._resources.settings.sse_keepalive_interval)
+        except Exception as exc:
+            error = as_bodhi_error(exc)
+            log.warning("request %s: the stream broke off (%s)", self._request_id, type(exc).__name__, exc_info=exc)
+            return error_event(error)
+
     async def sse(self) -> AsyncIterator[bytes]:
         """The SSE body: chunks as they arrive, keep-alives while waiting, an in-band error if one comes, then
         ``[DONE]``. A client that goes away cancels the job."""
@@ -278,6 +292,6 @@ class Relay:
                     outcome = Outcome("error", event.status, worker_finished=not (event.meta or {}).get(API_SIDE))
                     yield sse_data(event.data) + SSE_DONE
                     break
-                event = await self._reader.next(keepalive_after=self._resources.settings.sse_keepalive_interval)
+                event = await self._next_or_error()
         finally:
             self.close(outcome)

@@ -8,7 +8,6 @@ periodic read (which stays, as the safety net for a lost message).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bodhi_shared.contract import LocalModel
+from bodhi_shared.pubsub_listener import PubSubListener
 from bodhi_shared.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -52,45 +52,19 @@ async def wanted_aliases(redis: Redis, keys: RedisKeys, named: list[str] | None)
     return sorted(await read_catalogue(redis, keys))
 
 
-SUBSCRIBE_TIMEOUT_S = 5.0
-
-
 class CatalogueWatch:
-    """Sets ``changed`` whenever the API says it rewrote the catalogue."""
+    """Sets ``changed`` whenever the API says it rewrote the catalogue, and after a Redis outage (changes made
+    meanwhile were not heard)."""
 
     def __init__(self, redis: Redis, channel: str) -> None:
         self.changed = asyncio.Event()
-        self._redis = redis
-        self._channel = channel
-        self._listener: asyncio.Task[None] | None = None
+        self.listener = PubSubListener(
+            redis, [channel], lambda _channel, _data: self.changed.set(), name="catalogue watch", on_up=self.changed.set
+        )
 
     async def start(self) -> None:
         """Subscribe, and wait for Redis to confirm it: a change made after this returns is never missed."""
-        pubsub = self._redis.pubsub()
-        try:
-            await pubsub.subscribe(self._channel)
-            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
-                while True:
-                    message = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
-                    if message is not None and message["type"] == "subscribe":
-                        break
-        except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-            raise
-        self._listener = asyncio.create_task(self._listen(pubsub))
-
-    async def _listen(self, pubsub: Any) -> None:
-        try:
-            async for message in pubsub.listen():
-                if message["type"] == "message":
-                    self.changed.set()
-        except Exception:  # the periodic re-read still follows the catalogue, only slower
-            log.warning("stopped listening for catalogue changes", exc_info=True)
-        finally:
-            await pubsub.aclose()
+        await self.listener.start()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await self.listener.stop()

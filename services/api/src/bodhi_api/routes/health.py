@@ -1,4 +1,5 @@
-"""Liveness (``/ping``) and readiness (``/health``: Postgres, Redis, workers seen recently)."""
+"""Liveness (``/ping``) and readiness (``/health``: Postgres, Redis, the replica's subscription, workers seen
+recently)."""
 
 import asyncio
 from typing import Any
@@ -29,8 +30,17 @@ async def health(resources: ResourcesDep) -> JSONResponse:
         ttl = resources.settings.heartbeat_ttl
         for kind in (REMOTE_WORKER_KIND, LOCAL_WORKER_KIND):
             workers[kind] = len(await live_workers(resources.redis, resources.keys, kind=kind, ttl=ttl))
-    healthy = postgres == "ok" and redis == "ok"
-    body = {"status": "ok" if healthy else "unavailable", "postgres": postgres, "redis": redis, "workers": workers}
+    # The replica's pub/sub subscription: while it is down no answer reaches this replica's clients.
+    listener = resources.hub.listener
+    listeners = {listener.name: listener.state} if listener is not None else {}
+    healthy = postgres == "ok" and redis == "ok" and all(state == "up" for state in listeners.values())
+    body = {
+        "status": "ok" if healthy else "unavailable",
+        "postgres": postgres,
+        "redis": redis,
+        "listeners": listeners,
+        "workers": workers,
+    }
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 
