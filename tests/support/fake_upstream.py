@@ -28,6 +28,7 @@ class Script:
     status: int = 200
     error_body: dict[str, Any] | None = None
     text: str = "tok"
+    pieces: list[str] | None = None  # set: the chunks' exact texts (``chunks`` must be their number)
     latency: float = 0.0  # seconds slept before answering at all (after the request is recorded)
     # statuses answered to the first requests, one each (popped), before the scripted answer: [429, 429]
     leading_failures: list[int] = field(default_factory=list)
@@ -71,6 +72,8 @@ def in_band_error(echoed: str) -> bytes:
 
 
 def chunk_text(script: Script, index: int) -> str:
+    if script.pieces is not None:  # exact text, e.g. Markdown for a screenshot
+        return script.pieces[index]
     return f"{script.text}{index} "
 
 

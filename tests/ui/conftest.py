@@ -10,6 +10,7 @@ violations.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,9 +20,13 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
 
 from tests.conftest import ADMIN_PASSWORD, Gateway
+from tests.support.backing import create_database, drop_database, new_name
+from tests.support.fake_upstream import free_port
+from tests.support.processes import BodhiProcess, wait_for_workers, wait_until_serving
 
 CHROMIUM = Path(os.environ.get("BODHI_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -182,3 +187,56 @@ async def check_accessibility(page: Page) -> None:
                 found.append(f"[{scheme}] {violation['id']} ({violation['impact']}): {violation['help']} {targets}")
     await page.emulate_media(color_scheme="light")
     assert not found, f"accessibility violations on {page.url}:\n" + "\n".join(found)
+
+
+@dataclass(frozen=True)
+class FreshGateway:
+    base_url: str
+    api: BodhiProcess
+
+
+@pytest.fixture
+async def fresh_gateway(
+    gateway: Gateway, postgres_server_url: str, redis_url: str, scratch: Path
+) -> AsyncIterator[FreshGateway]:
+    """An API and a remote worker on a new, empty database (the API migrates it), in a Redis namespace of their
+    own; the test run's worker keys, so that API-model keys sealed there open in the worker."""
+    database = new_name("bodhi_test_wizard")
+    database_url = await create_database(postgres_server_url, database)
+    port, prefix = free_port(), new_name("bodhitest-wizard")
+    env = gateway.env | {"BODHI_DATABASE_URL": database_url, "BODHI_REDIS_PREFIX": prefix, "BODHI_PORT": str(port)}
+    api = BodhiProcess(["api"], env=env, log_path=scratch / f"{prefix}-api.log")
+    worker = BodhiProcess(["remote-worker"], env=env, log_path=scratch / f"{prefix}-worker.log")
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(wait_until_serving, base_url, api)
+        await asyncio.to_thread(wait_for_workers, base_url)
+        yield FreshGateway(base_url=base_url, api=api)
+    finally:
+        await asyncio.to_thread(api.stop)
+        await asyncio.to_thread(worker.stop)
+        await drop_database(postgres_server_url, database)
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
+@pytest.fixture
+async def fresh_page(browser: Browser, fresh_gateway: FreshGateway) -> AsyncIterator[Page]:
+    """Like the ``page`` fixture, on the fresh gateway: fails on CSP violations and uncaught script errors."""
+    context = await browser.new_context(base_url=fresh_gateway.base_url, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(15_000)
+    opened = await context.new_page()
+    watched = PageWatch()
+    opened.on("console", watched.on_console)
+    opened.on("pageerror", watched.on_page_error)
+    try:
+        yield opened
+    finally:
+        await context.close()
+    assert not watched.csp_violations, f"Content-Security-Policy violations: {watched.csp_violations}"
+    assert not watched.script_errors, f"uncaught script errors: {watched.script_errors}"

@@ -69,6 +69,7 @@ async function persist(chat) {
 
 function modelChosen(id) {
   const chat = state.chat;
+  if (!chat) return; // still starting: openChat below takes the picker's value
   chat.model = id;
   if (id) localStorage.setItem(LAST_MODEL, id);
   checkModel();
@@ -275,7 +276,6 @@ async function start() {
     $("chat-history").open = false;
     $("chat-settings").open = false;
   }
-  wireComposer();
   let user;
   try {
     user = await whoami();
@@ -292,6 +292,9 @@ async function start() {
   state.chats = chats;
   const saved = location.hash && chats.find((chat) => chat.id === location.hash.slice(1));
   openChat(saved || newChat(initialModel() || models[0]?.id || ""));
+  // Only now: a message sent before the chat exists would have nowhere to go.
+  wireComposer();
+  $("chat-send").disabled = false;
   document.body.dataset.chatReady = "";
 }
 
