@@ -42,7 +42,7 @@ from bodhi_shared.crypto import (
     write_key_pair,
 )
 from bodhi_shared.migrate import migrate
-from bodhi_shared.worker_keys import KEYS_DIR, WorkerPrivateKeySettings
+from bodhi_shared.worker_keys import KEYS_DIR, WorkerKeyMissing, WorkerPrivateKeySettings
 
 DatabaseUrl = Callable[[], AbstractContextManager[str]]
 NEXT = ".next"
@@ -58,7 +58,10 @@ def run_rotate(args: argparse.Namespace, database_url: DatabaseUrl) -> int:
     settings = WorkerPrivateKeySettings()
     key_dir = settings.home / KEYS_DIR
     new_key = next_key_pair(key_dir)
-    old_keys = settings.load_worker_keyring()
+    try:
+        old_keys = settings.load_worker_keyring()
+    except WorkerKeyMissing as exc:
+        raise SystemExit(exc.message) from None
     with database_url() as url:
         rewrapped, unreadable = asyncio.run(rewrap_all(url, old_keys=old_keys, new_key=new_key))
     promote(key_dir, new_key)

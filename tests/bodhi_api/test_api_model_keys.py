@@ -27,7 +27,7 @@ from bodhi_shared.crypto import (
     seal,
 )
 from bodhi_shared.worker_keys import KEYS_DIR, WorkerPrivateKeySettings
-from tests.conftest import Gateway
+from tests.conftest import Gateway, StartGateway
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import run_bodhi
 
@@ -140,3 +140,22 @@ async def test_keys_rotate_rewraps_every_key_and_chat_keeps_working(
     _, later_model = await create(client, fake_upstream, "sk-after-rotation-000000")
     later = await db.fetchval("SELECT sealed_key FROM api_models WHERE $1 = ANY(models)", later_model)
     assert SealedSecret.from_bytes(bytes(later)).key_id == new_key_id
+
+
+async def test_a_public_key_gone_since_start_is_a_503_not_a_crash(
+    gateway: Gateway, start_gateway: StartGateway, scratch: Path, fake_upstream: FakeUpstream
+) -> None:
+    key_file = scratch / f"public-{uuid.uuid4().hex[:6]}.pem"
+    key_file.write_text((Path(gateway.env["BODHI_HOME"]) / KEYS_DIR / PUBLIC_KEY_FILE).read_text())
+    api = start_gateway(worker=False, BODHI_WORKER_PUBLIC_KEY_FILE=str(key_file))
+    key_file.unlink()
+
+    async with httpx.AsyncClient(base_url=api.base_url, headers=api.auth_headers, timeout=20) as http:
+        saved = await http.post(
+            API, json={"base_url": fake_upstream.base_url, "api_key": "sk-x", "models": [f"m-{uuid.uuid4().hex[:6]}"]}
+        )
+
+    assert saved.status_code == 503, saved.text  # it was a plain-text 500: SystemExit on the request path
+    assert saved.json()["error"]["code"] == "worker_key_missing"
+    assert "BODHI_WORKER_PUBLIC_KEY" in saved.json()["error"]["message"]
+    assert api.api.popen.poll() is None

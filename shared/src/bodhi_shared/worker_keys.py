@@ -22,6 +22,7 @@ from bodhi_shared.crypto import (
     load_private_keys,
     open_bound,
 )
+from bodhi_shared.errors import ServiceUnavailable
 from bodhi_shared.settings import BodhiSettings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,15 @@ log = logging.getLogger(__name__)
 KEYS_DIR = "keys"
 # The current private key is worker_private_key.pem; retired ones keep the same stem with their key id.
 PRIVATE_KEY_GLOB = "worker_private_key*.pem"
+
+
+class WorkerKeyMissing(ServiceUnavailable):
+    """The workers' public key (API) or private keys (remote worker) are not where the settings say.
+
+    At start-up this ends the process with its message; on a request (the key file removed since) it is a 503.
+    """
+
+    code = "worker_key_missing"
 
 
 class WorkerPublicKeySettings(BodhiSettings):
@@ -41,7 +51,7 @@ class WorkerPublicKeySettings(BodhiSettings):
             return PublicKey.load(self.worker_public_key.replace("\\n", "\n"))
         path = self.worker_public_key_file or self.home / KEYS_DIR / PUBLIC_KEY_FILE
         if not path.exists():
-            raise SystemExit(
+            raise WorkerKeyMissing(
                 f"No worker public key: set BODHI_WORKER_PUBLIC_KEY or BODHI_WORKER_PUBLIC_KEY_FILE ({path} is missing)"
             )
         return PublicKey.load(path.read_text())
@@ -63,7 +73,7 @@ class WorkerPrivateKeySettings(BodhiSettings):
         try:
             return load_private_keys(text=text, paths=self.private_key_paths())
         except ValueError:
-            raise SystemExit(
+            raise WorkerKeyMissing(
                 "No worker private key: set BODHI_WORKER_PRIVATE_KEYS or BODHI_WORKER_PRIVATE_KEY_FILES "
                 f"(nothing found under {self.home / KEYS_DIR})"
             ) from None
@@ -81,7 +91,10 @@ class WorkerKeyring:
 
     def __init__(self, settings: WorkerPrivateKeySettings) -> None:
         self._settings = settings
-        self._keys = settings.load_worker_keyring()
+        try:
+            self._keys = settings.load_worker_keyring()
+        except WorkerKeyMissing as exc:  # at start-up: end the process with the message, not a traceback
+            raise SystemExit(exc.message) from None
         self._opened: OrderedDict[tuple[str, str, bytes], str] = OrderedDict()
 
     @property

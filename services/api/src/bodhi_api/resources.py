@@ -25,6 +25,7 @@ from bodhi_shared.migrate import migrate
 from bodhi_shared.postgres import create_pool
 from bodhi_shared.queue import create_queue_pool
 from bodhi_shared.redis_keys import RedisKeys
+from bodhi_shared.worker_keys import WorkerKeyMissing
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,10 @@ class Resources:
 
 @contextlib.asynccontextmanager
 async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
-    public_key = settings.load_worker_public_key()  # fail at start, not at the first save, when it is missing
+    try:
+        public_key = settings.load_worker_public_key()  # fail at start, not at the first save, when it is missing
+    except WorkerKeyMissing as exc:
+        raise SystemExit(exc.message) from None
     db = await create_pool(settings.require_database_url(), max_size=settings.database_pool_size)
     try:
         if settings.migrate_on_start:
