@@ -119,4 +119,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BodhiError, handle_bodhi_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    # Registered by class, not only through the catch-all below: Starlette re-raises what reaches the catch-all
+    # after answering, and the server then drops the connection; an unreachable dependency is no such crash.
+    for unreachable in (*_REDIS_DOWN, *_POSTGRES_DOWN, OSError):
+        app.add_exception_handler(unreachable, handle_unexpected)
     app.add_exception_handler(Exception, handle_unexpected)
