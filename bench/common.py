@@ -191,7 +191,7 @@ class Api:
 
 
 def start_api(stack: contextlib.ExitStack, logs: Path, *, name: str, stop_timeout: float = 15) -> Api:
-    """``bodhi api`` (only ``BODHI_LOG_LEVEL=WARNING`` set) on a fresh Postgres database and Redis prefix (``name``
+    """``bodhi api`` (only ``BODHI_LOG_LEVEL=WARNING`` and ``BODHI_ALLOW_PRIVATE_UPSTREAMS`` set) on a fresh Postgres database and Redis prefix (``name``
     and a random suffix; dropped and deleted when ``stack`` closes), its ``BODHI_HOME`` in ``logs``; returns once it
     answers, with an admin user and a token created."""
     from bodhi_shared.crypto import load_or_create_key_pair
@@ -214,6 +214,7 @@ def start_api(stack: contextlib.ExitStack, logs: Path, *, name: str, stop_timeou
         "BODHI_HOME": str(home),
         "BODHI_PORT": str(port),
         "BODHI_LOG_LEVEL": "WARNING",
+        "BODHI_ALLOW_PRIVATE_UPSTREAMS": "true",  # the benchmarks' upstreams listen on loopback
     }
     api = Child("bodhi-api", bodhi("api"), env=env, logs=logs, stop_timeout=stop_timeout)
     stack.callback(api.stop)
