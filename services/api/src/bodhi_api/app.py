@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from bodhi_api.body_limit import BodyLimitMiddleware
 from bodhi_api.error_handlers import install_error_handlers
+from bodhi_api.openapi import install_openapi
 from bodhi_api.request_id import RequestIdMiddleware
 from bodhi_api.resources import open_resources
 from bodhi_api.routes import (
@@ -33,11 +35,12 @@ ROUTERS = tuple(
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
-    """An app for ``settings`` (read from the environment at startup when not given)."""
+    """An app for ``settings`` (read from the environment when not given: ``bodhi api`` calls this at startup)."""
+    resolved = settings or ApiSettings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings or ApiSettings()) as resources:
+        async with open_resources(resolved) as resources:
             app.state.resources = resources
             yield
 
@@ -47,9 +50,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         title="Bodhi", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json"
     )
     install_error_handlers(app)
+    # Added before RequestIdMiddleware, so it runs inside it: a 413 carries the request's ids too.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=resolved.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     for router in ROUTERS:
         app.include_router(router)
     # The web UI: HTML for browsers whose data comes from ROUTERS (checked there), so its pages are not in ROUTERS.
     install_ui(app)
+    install_openapi(app, ROUTERS)
     return app

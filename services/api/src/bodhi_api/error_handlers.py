@@ -8,7 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Mount
 
+from bodhi_api.http_errors import NotFound
 from bodhi_shared.errors import BodhiError, InvalidRequest, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,10 +56,8 @@ def _sent_as_json(request: Request) -> bool:
     return media == JSON or media.endswith("+json")
 
 
-class RouteNotFound(BodhiError):
-    status_code = 404
-    error_type = "invalid_request_error"
-    code = "not_found"
+class RouteNotFound(NotFound):
+    """No route at the path asked for (not a missing resource behind a route)."""
 
 
 class MethodNotAllowed(BodhiError):
@@ -72,10 +72,43 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(RouteNotFound(f"Unknown route {target}. The API reference is at /docs."))
     if exc.status_code == 405:
-        return error_response(MethodNotAllowed(f"Method not allowed: {target}."))
+        error: BodhiError = MethodNotAllowed(f"Method not allowed: {target}.")
+        error.headers = {"Allow": _allowed_methods(request) or (exc.headers or {}).get("Allow", "")}
+        return error_response(error)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI's "There was an error parsing the body", raised from what went wrong.
+        return error_response(InvalidRequest(_unparsable_body(exc.__cause__)))
     error = BodhiError(str(exc.detail))
     error.status_code = exc.status_code
+    error.headers = dict(exc.headers or {})
+    if 400 <= exc.status_code < 500:
+        error.error_type = "invalid_request_error"
     return error_response(error)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers at this path: Starlette's own Allow names only the first route's.
+
+    Asks each route whether it would take the request with another method (``matches`` works the same on a route
+    and on an included router); mounts are left out, since they take every method and refuse inside."""
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+    return ", ".join(allowed)
+
+
+def _unparsable_body(cause: BaseException) -> str:
+    if isinstance(cause, RecursionError):
+        return "The request body is nested too deeply to parse."
+    if isinstance(cause, UnicodeDecodeError):
+        return "The request body is not valid UTF-8. Send JSON in UTF-8."
+    return "The request body could not be read as JSON. Send a JSON object."
 
 
 UNEXPECTED_MESSAGE = "The server had an internal error. Retry, or check the server logs."
@@ -101,8 +134,10 @@ def as_bodhi_error(exc: BaseException) -> BodhiError:
         return exc
     if isinstance(exc, _REDIS_DOWN):
         return DependencyUnavailable("The gateway cannot reach Redis right now; retry shortly.")
-    if isinstance(exc, _POSTGRES_DOWN) or (isinstance(exc, OSError) and not isinstance(exc, TimeoutError)):
+    if isinstance(exc, _POSTGRES_DOWN):
         return DependencyUnavailable("The gateway cannot reach its database right now; retry shortly.")
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):  # a socket to Postgres or Redis, most likely
+        return DependencyUnavailable("The gateway cannot reach Postgres or Redis right now; retry shortly.")
     return BodhiError(UNEXPECTED_MESSAGE)
 
 

@@ -5,7 +5,10 @@ BodhiError
 ├── PermissionDenied        403 permission_error / insufficient_role
 │   └── CrossOriginRefused  403 permission_error / cross_origin_request
 ├── NotFound                404 invalid_request_error / not_found
+│   └── RouteNotFound       404 not_found: no such route (the reference is at /docs) [error_handlers]
+├── MethodNotAllowed        405 invalid_request_error / method_not_allowed, with Allow [error_handlers]
 ├── Conflict                409 invalid_request_error / conflict
+├── RequestTooLarge         413 invalid_request_error / request_too_large [bodhi_api.body_limit]
 └── TooManyRequests         429 rate_limit_error / rate_limit_exceeded (with Retry-After)
 """
 

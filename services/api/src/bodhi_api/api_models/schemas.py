@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
+from bodhi_shared.clean_text import CleanLine, HeaderValue
 from bodhi_shared.errors import InvalidRequest
 from bodhi_shared.upstream_addresses import PRIVATE_HINT, refused_host
 
@@ -83,12 +84,14 @@ def _checked_models(models: list[str]) -> list[str]:
     return models
 
 
-BaseUrl = Annotated[str, StringConstraints(max_length=MAX_URL), AfterValidator(normalize_base_url)]
-ModelId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+# Every text field is one line without control characters (``clean_text``): each is stored, listed, and sent to
+# providers; the key goes into an Authorization header, so it is printable ASCII.
+BaseUrl = Annotated[CleanLine, StringConstraints(max_length=MAX_URL), AfterValidator(normalize_base_url)]
+ModelId = Annotated[CleanLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 Prefix = Annotated[str, AfterValidator(_checked_prefix)]
 ModelList = Annotated[list[ModelId], Field(min_length=1, max_length=MAX_MODELS), AfterValidator(_checked_models)]
-ApiKey = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_API_KEY)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+ApiKey = Annotated[HeaderValue, StringConstraints(strip_whitespace=True, max_length=MAX_API_KEY)]
+Name = Annotated[CleanLine, StringConstraints(strip_whitespace=True, max_length=200)]
 
 
 def _none_if_empty(value: Any) -> Any:
@@ -154,7 +157,7 @@ class ProviderTarget(BaseModel):
     With ``id``, a given ``api_key`` is the one used, and a ``base_url`` other than the stored one needs one.
     """
 
-    id: str | None = Field(default=None, max_length=64)
+    id: CleanLine | None = Field(default=None, max_length=64)
     base_url: BaseUrl | None = None
     api_key: ApiKey | None = None
     model: ModelId | None = None

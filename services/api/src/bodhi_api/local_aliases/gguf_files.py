@@ -20,7 +20,11 @@ class NotGguf(ValueError):
 
 def check_gguf(path: Path) -> None:
     """Raise ``NotGguf`` unless ``path`` is a readable GGUF file of a supported version."""
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a directory on the way that may not be read, a name too long: the caller's path
+        raise NotGguf(f"{path} cannot be looked at ({exc.strerror or type(exc).__name__})") from None
+    if not found:
         raise NotGguf(f"no file at {path}")
     try:
         with path.open("rb") as file:

@@ -6,6 +6,7 @@ Whether the named file exists and is GGUF touches the filesystem, so ``resolve_f
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from bodhi_api.local_aliases.gguf_files import NotGguf, check_gguf, find_in_hf_cache
+from bodhi_shared.clean_text import CleanLine, CleanText, check_text
 from bodhi_shared.errors import InvalidRequest
 
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-_./:]{0,127}$"
@@ -54,7 +57,30 @@ AliasName = Annotated[
     ),
     _explained("must be 1 to 128 letters, digits or `- _ . / :`, starting with a letter or digit"),
 ]
-Stop = Annotated[str | list[str], _explained("must be a string or a list of strings")]
+
+
+# What a file system takes (Linux: NAME_MAX, PATH_MAX): a longer name is not "no such file" but an error.
+MAX_PATH_PART_BYTES = 255
+
+
+def _checked_path(value: str) -> str:
+    encoded = os.fsencode(value)
+    if len(encoded) >= MAX_PATH or any(len(part) > MAX_PATH_PART_BYTES for part in encoded.split(b"/")):
+        raise ValueError(f"is too long for a file system: at most {MAX_PATH - 1} bytes, {MAX_PATH_PART_BYTES} per name")
+    return value
+
+
+FilePath = Annotated[CleanLine, AfterValidator(_checked_path)]
+
+
+def _clean_stop(value: str | list[str]) -> str | list[str]:
+    for text in [value] if isinstance(value, str) else value:
+        check_text(text)
+    return value
+
+
+# Stop strings may hold newlines (they often are one), but nothing Postgres cannot store (``clean_text``).
+Stop = Annotated[str | list[str], _explained("must be a string or a list of strings"), AfterValidator(_clean_stop)]
 
 
 class _Params(BaseModel):
@@ -62,7 +88,8 @@ class _Params(BaseModel):
 
     ``null`` means the same as leaving a parameter out."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # No NaN or Infinity: stored as JSONB, which has neither (and a provider's JSON neither).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -100,7 +127,7 @@ class ContextParams(_Params):
     flash_attn: bool | None = None
     use_mmap: bool | None = None
     use_mlock: bool | None = None
-    chat_format: str | None = Field(default=None, max_length=MAX_NAME)
+    chat_format: CleanLine | None = Field(default=None, max_length=MAX_NAME)
 
 
 class RequestParams(_Params):
@@ -112,18 +139,18 @@ class RequestParams(_Params):
     max_tokens: int | None = Field(default=None, ge=1)
     stop: Stop | None = None
     seed: int | None = None
-    system_prompt: str | None = None
+    system_prompt: CleanText | None = None
 
 
 class LocalAliasFile(BaseModel):
     """The GGUF file an alias names, and how it is loaded and asked: the body of a PUT."""
 
     alias: AliasName | None = Field(default=None, description="If given, the URL's alias: aliases are not renamed.")
-    path: str | None = Field(
+    path: FilePath | None = Field(
         default=None, max_length=MAX_PATH, description="A GGUF file: absolute, or under BODHI_HOME/models."
     )
-    repo: str | None = Field(default=None, max_length=MAX_NAME, description="A HuggingFace repo (`owner/name`).")
-    filename: str | None = Field(
+    repo: CleanLine | None = Field(default=None, max_length=MAX_NAME, description="A HuggingFace repo (`owner/name`).")
+    filename: FilePath | None = Field(
         default=None,
         max_length=MAX_NAME,
         description="With `repo`: a file of that repo in the HuggingFace cache; alone: a file under BODHI_HOME/models.",

@@ -12,14 +12,16 @@ from bodhi_api.auth.sessions import COOKIE_NAME, SESSION_TTL_S, end_session, sta
 from bodhi_api.auth.users import MAX_PASSWORD, MAX_USERNAME, find_login
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotAuthenticated
+from bodhi_shared.clean_text import CleanLine, CleanText
 
 router = APIRouter(tags=["auth"])
 
 
 class LoginRequest(BaseModel):
     # Bounded so that a huge body is refused (400) before the login limit writes to Redis or argon2 hashes it.
-    username: str = Field(min_length=1, max_length=MAX_USERNAME)
-    password: str = Field(min_length=1, max_length=MAX_PASSWORD)
+    # NUL and lone surrogates refused too (``clean_text``): they would fail in Postgres or the digest.
+    username: CleanLine = Field(min_length=1, max_length=MAX_USERNAME)
+    password: CleanText = Field(min_length=1, max_length=MAX_PASSWORD)
 
 
 @router.post("/bodhi/v1/auth/login")

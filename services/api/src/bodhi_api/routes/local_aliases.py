@@ -95,7 +95,7 @@ async def aliases_update(
 
 @router.delete(f"{BASE}/{{alias:path}}", status_code=204)
 async def aliases_delete(alias: str, principal: PowerUser, resources: ResourcesDep) -> Response:
-    if not await delete_alias(resources.db, alias):
+    if not await delete_alias(resources.db, _named(alias)):
         raise NotFound(f"No local alias `{alias}`.")
     await aliases_changed(resources)
     return Response(status_code=204)
@@ -109,8 +109,15 @@ async def aliases_changed(resources: Resources) -> None:
     await resources.routes_changed()
 
 
+def _named(alias: str) -> str:
+    """An alias named in a path: Postgres refuses NUL (a 500), and no alias holds a control character anyway."""
+    if any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in alias):
+        raise NotFound("No local alias with that name: alias names hold no control characters.")
+    return alias
+
+
 async def _existing(resources: Resources, alias: str) -> Any:
-    row = await get_alias(resources.db, alias)
+    row = await get_alias(resources.db, _named(alias))
     if row is None:
         raise NotFound(f"No local alias `{alias}`.")
     return row

@@ -10,6 +10,7 @@ from bodhi_api.auth.principal import check_same_origin
 from bodhi_api.auth.users import any_user_exists, create_first_admin
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import Conflict
+from bodhi_shared.clean_text import CleanLine, CleanText
 
 router = APIRouter(tags=["setup"])
 
@@ -17,8 +18,9 @@ VERSION = "0.1.0"
 
 
 class SetupRequest(BaseModel):
-    username: str
-    password: str
+    # Lengths and spaces are checked by ``users.check_credentials_shape``; what Postgres cannot store, here.
+    username: CleanLine
+    password: CleanText
 
 
 @router.get("/bodhi/v1/info")

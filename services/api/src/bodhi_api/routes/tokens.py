@@ -17,17 +17,18 @@ from bodhi_api.auth.tokens import delete_token, issue_token, list_tokens, public
 from bodhi_api.auth.users import parse_user_id
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound, PermissionDenied
+from bodhi_shared.clean_text import CleanLine
 
 router = APIRouter(tags=["tokens"])
 
 
 class TokenCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: CleanLine = Field(min_length=1, max_length=100)
     scope: TokenScope = TokenScope.USER
 
 
 class TokenUpdate(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: CleanLine | None = Field(default=None, min_length=1, max_length=100)
     status: Literal["active", "inactive"] | None = None
 
 

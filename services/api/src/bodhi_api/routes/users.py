@@ -11,13 +11,15 @@ from bodhi_api.auth.sessions import end_user_sessions
 from bodhi_api.auth.users import User, change_role, create_user, delete_user, find_user, list_users, parse_user_id
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound, PermissionDenied
+from bodhi_shared.clean_text import CleanLine, CleanText
 
 router = APIRouter(tags=["users"])
 
 
 class UserCreate(BaseModel):
-    username: str
-    password: str
+    # Lengths and spaces are checked by ``users.check_credentials_shape``; what Postgres cannot store, here.
+    username: CleanLine
+    password: CleanText
     role: Role
 
 
