@@ -29,7 +29,9 @@ class Script:
     error_body: dict[str, Any] | None = None
     text: str = "tok"
     pieces: list[str] | None = None  # set: the chunks' exact texts (``chunks`` must be their number)
-    latency: float = 0.0  # seconds slept before answering at all (after the request is recorded)
+    # seconds slept before answering at all (after the request is recorded); a client that leaves meanwhile ends
+    # the request there (``client_gone_at``)
+    latency: float = 0.0
     # statuses answered to the first requests, one each (popped), before the scripted answer: [429, 429]
     leading_failures: list[int] = field(default_factory=list)
     disconnect_after: int | None = None  # drop the connection after this many chunks, without [DONE]
@@ -38,6 +40,7 @@ class Script:
     hang: bool = False  # never answer; the request ends when the client gives up (``client_gone_at``)
     redirect_to: str | None = None  # answer 307 with this Location
     error_after: int | None = None  # a stream sends an in-band error event after this many chunks (``echo_key``)
+    usage: dict[str, Any] | None = None  # set: the usage reported, instead of the counts of the answer
 
 
 @dataclass
@@ -48,7 +51,9 @@ class RecordedRequest:
     chunk_times: list[float] = field(default_factory=list)  # time.monotonic() when each chunk was sent
     sent: list[bytes] = field(default_factory=list)  # the data: payload of each SSE event, as sent
     finished_at: float | None = None
-    client_gone_at: float | None = None  # time.monotonic() when the client closed the stream early
+    # time.monotonic() when the client closed the stream early, or closed the connection while a request (streamed
+    # or not) waited out its ``latency`` or ``hang``
+    client_gone_at: float | None = None
 
 
 HANG_LIMIT_S = 60.0
@@ -81,7 +86,9 @@ USAGE_PROMPT_TOKENS = 5
 TOOL = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
 
 
-def usage_of(script: Script) -> dict[str, int]:
+def usage_of(script: Script) -> dict[str, Any]:
+    if script.usage is not None:
+        return script.usage
     return {
         "prompt_tokens": USAGE_PROMPT_TOKENS,
         "completion_tokens": script.chunks,
@@ -187,9 +194,8 @@ class FakeUpstream:
         self.requests.append(record)
         model = str(body.get("model"))
         script = self.scripts.get(model, Script())
-        if script.latency:
-            await asyncio.sleep(script.latency)
-        if script.hang:
+        left = bool(script.latency) and await self._client_leaves_within(request, script.latency)
+        if script.hang or left:  # one that left meanwhile is recorded as gone at once
             return await self._hang(request, record)
         if script.redirect_to is not None:
             return Response(status_code=307, headers={"Location": script.redirect_to})
@@ -242,6 +248,17 @@ class FakeUpstream:
                     pass
         record.client_gone_at = time.monotonic()
         return Response(status_code=504)
+
+    @staticmethod
+    async def _client_leaves_within(request: Request, seconds: float) -> bool:
+        """Wait ``seconds``; True as soon as the client disconnects meanwhile (its body is read, so the next ASGI
+        message is the disconnect)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                return True
+        return False
 
     async def _embeddings(self, request: Request) -> Response:
         body = json.loads(await request.body())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive
 
 from bodhi_api.auth.principal import Principal
 from bodhi_api.dispatch import QueueTarget, dispatch
@@ -121,15 +123,17 @@ async def run_inference(
     raw_body: bytes,
     request_id: str,
     client_request_id: str | None = None,
+    receive: Receive | None = None,
 ) -> Response:
+    """``receive`` is the request's ASGI channel, its body already read: a client that disconnects before the
+    answer (or, for a stream, before its response starts) cancels the job."""
     request, body = parse_inference_request(raw_body, endpoint=endpoint)
     route = await resolve_model(resources.db, request.model, cache=resources.route_cache)
     stream = request.stream and endpoint == Endpoint.CHAT_COMPLETIONS
     payload, relay_usage_chunk = upstream_body(body, route, stream=stream)
-    channel = resources.hub.channel
     job = InferenceJob(
         request_id=request_id,
-        channel=channel,
+        channel=resources.hub.channel,
         upstream=route.upstream,
         local=route.local,
         endpoint=endpoint.value,
@@ -153,16 +157,21 @@ async def run_inference(
             subject=f"model `{request.model}`",
         )
     )
-    if stream:
-        await asyncio.wait({dispatching}, timeout=resources.settings.sse_keepalive_interval)
-        if not dispatching.done():
-            # Still queued behind busy workers, or waiting for the first token: start the stream now and keep the
-            # connection alive (load balancers cut idle ones); from here on an error reaches the client in-band.
-            return StreamingResponse(
-                _stream_once_dispatched(resources, dispatching, timer, request_id),
-                media_type="text/event-stream",
-                headers=SSE_HEADERS,
-            )
+    # A stream waits for its first content only so long before its response starts (keep-alives); a plain
+    # request waits for the whole answer.
+    wait_s = resources.settings.sse_keepalive_interval if stream else None
+    if await _client_left_first(dispatching, receive, wait_s=wait_s):
+        log.info("request %s: the client left before the answer; its job is cancelled", request_id)
+        timer.finish(Outcome())
+        return Response(status_code=499)  # nobody reads it
+    if stream and not dispatching.done():
+        # Still queued behind busy workers, or waiting for the first token: start the stream now and keep the
+        # connection alive (load balancers cut idle ones); from here on an error reaches the client in-band.
+        return StreamingResponse(
+            _stream_once_dispatched(resources, dispatching, timer, request_id),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
     try:
         reader, first = await dispatching
     except BodhiError as exc:
@@ -176,6 +185,38 @@ async def run_inference(
     response = _single_response(relay, first)
     response.headers.update(worker_header(reader.worker_id))
     return response
+
+
+async def _client_left_first(
+    dispatching: asyncio.Future[Any], receive: Receive | None, *, wait_s: float | None
+) -> bool:
+    """Wait for ``dispatching`` (at most ``wait_s`` seconds); if the client disconnects first, cancel it and return
+    True. Cancelling it is what cancels the job: ``dispatch`` withdraws it and publishes the cancel."""
+    leaving = asyncio.ensure_future(_disconnect(receive)) if receive is not None else None
+    try:
+        waits: set[asyncio.Future[Any]] = {dispatching} if leaving is None else {dispatching, leaving}
+        await asyncio.wait(waits, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this request's task is cancelled (the server stops): so is its job
+        dispatching.cancel()
+        raise
+    finally:
+        if leaving is not None and not leaving.done():
+            leaving.cancel()
+    if leaving is None or not leaving.done() or leaving.cancelled() or dispatching.done():
+        return False
+    dispatching.cancel()
+    await asyncio.wait({dispatching})  # its clean-up (withdraw, cancel the job) runs; its outcome is nobody's now
+    if not dispatching.cancelled():
+        dispatching.exception()  # retrieved, so asyncio does not log it as never retrieved
+    return True
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Return when the client has closed the connection. The body has been read, so the next ASGI message is the
+    disconnect (or the end of the server); an error reading it means the same: nobody can get the answer."""
+    with contextlib.suppress(Exception):
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
 
 def worker_header(worker_id: str | None) -> dict[str, str]:

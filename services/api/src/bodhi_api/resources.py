@@ -108,6 +108,7 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             control_channel=keys.api_control,
             on_control=lambda topic: _clear_cache(topic, token_cache, route_cache),
             buffer_limit=settings.stream_buffer_limit,
+            buffer_bytes=settings.stream_buffer_bytes,
         )
         await hub.start()
         await add_discovered_aliases(db)

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from bodhi_api.error_handlers import as_bodhi_error
 from bodhi_shared.contract import EventKind, StreamEvent
-from bodhi_shared.errors import BodhiError, RelayedError, ServiceUnavailable, UpstreamTimeout
+from bodhi_shared.errors import BodhiError, RelayedError, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from bodhi_shared.pubsub_listener import PubSubListener
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
 
@@ -30,34 +30,71 @@ log = logging.getLogger(__name__)
 _OVERFLOW = StreamEvent(EventKind.ERROR, data=b"overflow")  # a marker, never published
 
 
-class ClientTooSlow(BodhiError):
+class ClientTooSlow(ServiceUnavailable):
     status_code = 503
     code = "client_too_slow"
 
 
-class Subscription:
-    """The events of one request, buffered up to a limit (a slow client must not grow memory unbounded)."""
+DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024  # BODHI_STREAM_BUFFER_BYTES
+# What one buffered event costs beyond its payload (the event object, its bytes' header, the queue's slot),
+# charged so that many tiny events count for the memory they take, not only their payloads.
+EVENT_OVERHEAD_BYTES = 256
 
-    def __init__(self, request_id: str, *, limit: int) -> None:
+
+class Subscription:
+    """The events of one request, buffered up to a limit (a slow client must not grow memory unbounded).
+
+    The limit is in bytes (``limit_bytes``: payloads plus ``EVENT_OVERHEAD_BYTES`` each), so a few huge chunks
+    bound memory as well as many small ones; ``limit`` (events), if given, bounds their number too. One event
+    is always taken into an empty buffer, however large (a whole non-streamed answer is one event). Past a limit
+    the buffered events are dropped at once (the client will never get them: its answer ends in an error) and
+    the reader's next event is ``ClientTooSlow``.
+    """
+
+    def __init__(self, request_id: str, *, limit: int | None = None, limit_bytes: int = DEFAULT_BUFFER_BYTES) -> None:
         self.request_id = request_id
         self._limit = limit
+        self._limit_bytes = limit_bytes
         self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
+        self._buffered = 0  # bytes charged for the events in the queue
         self._overflowed = False
 
     def push(self, event: StreamEvent) -> None:
         if self._overflowed:
             return
-        if self._queue.qsize() >= self._limit:
-            self._overflowed = True
-            event = _OVERFLOW
+        size = _charge(event)
+        over_count = self._limit is not None and self._queue.qsize() >= self._limit
+        if over_count or (self._buffered and self._buffered + size > self._limit_bytes):
+            self._overflow()
+            return
+        self._buffered += size
         self._queue.put_nowait(event)
+
+    def _overflow(self) -> None:
+        self._overflowed = True
+        log.warning(
+            "request %s: its client read too slowly (%d events, %d bytes waiting); cut off",
+            self.request_id,
+            self._queue.qsize(),
+            self._buffered,
+        )
+        while not self._queue.empty():  # freed now, not when the client gets round to them
+            self._queue.get_nowait()
+        self._buffered = 0
+        self._queue.put_nowait(_OVERFLOW)
 
     async def next_event(self, wait_s: float) -> StreamEvent:
         """The next event; ``TimeoutError`` after ``wait_s`` seconds of silence."""
         event = await asyncio.wait_for(self._queue.get(), wait_s)
         if event is _OVERFLOW:
-            raise ClientTooSlow(f"The client read too slowly: more than {self._limit} events were waiting.")
+            limits = f"{self._limit_bytes} bytes" + (f" or {self._limit} events" if self._limit is not None else "")
+            raise ClientTooSlow(f"The client read too slowly: more than {limits} were waiting for it.")
+        self._buffered -= _charge(event)
         return event
+
+
+def _charge(event: StreamEvent) -> int:
+    return len(event.data) + EVENT_OVERHEAD_BYTES
 
 
 class StreamHub:
@@ -77,6 +114,7 @@ class StreamHub:
         control_channel: str,
         on_control: Callable[[bytes], None],
         buffer_limit: int,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     ) -> None:
         self._redis = redis
         self.on_reconnect: Callable[[], None] | None = None  # called when the subscription is back after an outage
@@ -85,6 +123,7 @@ class StreamHub:
         self._control_channel = control_channel.encode()
         self._on_control = on_control
         self._buffer_limit = buffer_limit
+        self._buffer_bytes = buffer_bytes
         self._subscriptions: dict[str, Subscription] = {}
         self.listener: PubSubListener | None = None
 
@@ -131,7 +170,7 @@ class StreamHub:
 
     def open(self, request_id: str) -> Subscription:
         """Start collecting the events of ``request_id`` (before its job is enqueued)."""
-        subscription = Subscription(request_id, limit=self._buffer_limit)
+        subscription = Subscription(request_id, limit=self._buffer_limit, limit_bytes=self._buffer_bytes)
         self._subscriptions[request_id] = subscription
         return subscription
 
@@ -148,7 +187,7 @@ SSE_KEEPALIVE = b": keep-alive\n\n"
 LIVENESS_CHECK_S = 1.0
 
 
-class WorkerLost(BodhiError):
+class WorkerLost(UpstreamError):
     status_code = 502
     code = "worker_lost"
 

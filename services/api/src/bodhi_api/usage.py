@@ -17,6 +17,15 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 1.0
 MAX_BUFFERED = 50_000  # beyond this (Postgres down for long), the oldest records are dropped, with a warning
 
+MAX_TOKEN_COUNT = 2**31 - 1  # the token columns are INTEGER
+# What Postgres refuses for the record itself (as opposed to being unreachable): dropped, never retried.
+REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+_INSERT = (
+    "INSERT INTO usage_records (created_at, request_id, user_id, token_id, endpoint, model, api_model_id,"
+    " prompt_tokens, completion_tokens, total_tokens, ttft_ms, duration_ms, status, http_status)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
@@ -43,10 +52,12 @@ def tokens_of(usage: dict[str, Any] | None) -> tuple[int | None, int | None, int
 
     def count(name: str) -> int | None:
         value = usage.get(name)
-        return value if isinstance(value, int) else None
+        # What a provider says is not checked by anyone else: a count the column cannot hold is no count.
+        valid = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT
+        return value if valid else None
 
     prompt, completion, total = count("prompt_tokens"), count("completion_tokens"), count("total_tokens")
-    if total is None and prompt is not None:
+    if total is None and prompt is not None and prompt + (completion or 0) <= MAX_TOKEN_COUNT:
         total = prompt + (completion or 0)
     return prompt, completion, total
 
@@ -87,14 +98,27 @@ class UsageRecorder:
             return
         batch, self._buffer = self._buffer, []
         try:
-            await self._db.executemany(
-                "INSERT INTO usage_records (created_at, request_id, user_id, token_id, endpoint, model, api_model_id,"
-                " prompt_tokens, completion_tokens, total_tokens, ttft_ms, duration_ms, status, http_status)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                [astuple(r) for r in batch],
-            )
-        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
-            log.exception("dropped %d usage records Postgres refused", len(batch))  # retrying would loop forever
+            await self._db.executemany(_INSERT, [astuple(r) for r in batch])
+        except REFUSED:
+            # One batch is one transaction: a single record Postgres refuses (a provider's token count beyond
+            # INTEGER, a byte it cannot store) rolls back every other. Write them one by one: only those refused
+            # are lost. Rare, so its round trips do not matter.
+            await self._insert_each(batch)
         except BaseException:
             self._buffer[:0] = batch
             raise
+
+    async def _insert_each(self, batch: list[UsageRecord]) -> None:
+        for index, record in enumerate(batch):
+            try:
+                await self._db.execute(_INSERT, *astuple(record))
+            except REFUSED as exc:  # retrying it would fail forever
+                log.error(
+                    "dropped the usage record of request %s (model %r): Postgres refused it: %s",
+                    record.request_id,
+                    record.model,
+                    exc,
+                )
+            except BaseException:
+                self._buffer[:0] = batch[index:]  # Postgres went away meanwhile: the rest waits for the next round
+                raise

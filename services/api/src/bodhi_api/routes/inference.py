@@ -28,6 +28,7 @@ async def chat_completions(
         raw_body=await request.body(),
         request_id=request_id,
         client_request_id=client_request_id,
+        receive=request.receive,
     )
 
 
@@ -46,4 +47,5 @@ async def embeddings(
         raw_body=await request.body(),
         request_id=request_id,
         client_request_id=client_request_id,
+        receive=request.receive,
     )
