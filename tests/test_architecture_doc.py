@@ -20,8 +20,8 @@ _NOT_NAMES = re.compile(r"\.(py|md|sql|json|pem|html|css|js|png|gguf|ya?ml|toml|
 _HEAVY = ("bodhi_local_worker.engine", "bodhi_local_worker.generation", "bodhi_local_worker.models")
 
 
-# Dotted names of the OpenAI wire format, not of the code.
-_WIRE_FIELDS = ("stream_options.",)
+# Dotted names of the OpenAI wire format and of ASGI, not of the code.
+_WIRE_FIELDS = ("stream_options.", "http.")  # and ASGI message types (`http.disconnect`)
 
 
 def cited_names() -> list[str]:
