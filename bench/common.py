@@ -191,9 +191,9 @@ class Api:
 
 
 def start_api(stack: contextlib.ExitStack, logs: Path, *, name: str, stop_timeout: float = 15) -> Api:
-    """``bodhi api`` (only ``BODHI_LOG_LEVEL=WARNING`` and ``BODHI_ALLOW_PRIVATE_UPSTREAMS`` set) on a fresh Postgres database and Redis prefix (``name``
-    and a random suffix; dropped and deleted when ``stack`` closes), its ``BODHI_HOME`` in ``logs``; returns once it
-    answers, with an admin user and a token created."""
+    """``bodhi api`` (only ``BODHI_LOG_LEVEL=WARNING`` and ``BODHI_ALLOW_PRIVATE_UPSTREAMS`` set) on a fresh
+    Postgres database and Redis prefix (``name`` and a random suffix; dropped and deleted when ``stack`` closes), its
+    ``BODHI_HOME`` in ``logs``; returns once it answers, with an admin user and a token created."""
     from bodhi_shared.crypto import load_or_create_key_pair
     from bodhi_shared.worker_keys import KEYS_DIR
     from tests.support.backing import create_database, drop_database, new_name

@@ -118,6 +118,7 @@ def gateway_env(*, database_url: str, redis_url: str, redis_prefix: str, home: P
         "BODHI_PORT": str(port),
         "BODHI_LOG_LEVEL": "DEBUG",
         "BODHI_ALLOW_PRIVATE_UPSTREAMS": "true",  # the fake providers listen on loopback
+        "BODHI_DRAIN_TIMEOUT": "5",  # tests stop processes with work in flight: drain briefly (the default is 30 s)
     }
 
 

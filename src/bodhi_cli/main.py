@@ -27,7 +27,7 @@ from bodhi_cli.embedded import embedded_postgres, embedded_redis
 from bodhi_cli.supervisor import bodhi_command, run_children
 from bodhi_shared.crypto import load_or_create_key_pair
 from bodhi_shared.migrate import migrate_dsn
-from bodhi_shared.settings import PostgresSettings, RedisSettings
+from bodhi_shared.settings import DrainSettings, PostgresSettings, RedisSettings
 from bodhi_shared.worker_keys import KEYS_DIR
 
 log = logging.getLogger("bodhi")
@@ -84,20 +84,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "remote-worker": bodhi_command("remote-worker"),
             "local-worker": bodhi_command("local-worker"),  # on the CPU, serving every alias in the catalogue
         }
-        return run_children(children, env=env)
+        # Each child restarts if it dies; the drain timeout bounds how long they finish their work when stopped.
+        return run_children(children, env=env, drain_timeout=DrainSettings().drain_timeout)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from bodhi_api.app import create_app
     from bodhi_api.settings import ApiSettings
+    from bodhi_cli.api_server import serve_api
 
     settings = ApiSettings()
     settings.require_database_url()
     settings.require_redis_url()
-    uvicorn.run(
-        "bodhi_api.app:create_app",
-        factory=True,
+    started = serve_api(
+        create_app(settings),  # builds routes only: connections open in its lifespan
+        # On SIGTERM: stop accepting, let the open requests finish for up to BODHI_DRAIN_TIMEOUT, then end the
+        # rest with an error (in-band for a stream) rather than cut them.
+        drain_timeout=settings.drain_timeout,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -107,7 +110,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         proxy_headers=bool(settings.trusted_proxy_networks),
         forwarded_allow_ips=settings.trusted_proxy_networks or None,
     )
-    return 0
+    return 0 if started else 3  # uvicorn's own exit code for a server that failed to start
 
 
 def cmd_remote_worker(args: argparse.Namespace) -> int:

@@ -177,7 +177,7 @@ async def test_a_stopped_worker_cancels_its_job_and_leaves_at_once(
     local_api: LocalApi, start_worker: StartWorker, tiny_model: Path
 ) -> None:
     alias = f"tiny-stop-{uuid.uuid4().hex[:6]}"
-    process = start_worker("--models", alias)
+    process = start_worker("--models", alias, BODHI_DRAIN_TIMEOUT="0")  # no drain: SIGTERM cancels at once
     worker_id, _, _ = await startup_line(process)
     await local_api.wait_for_alias_workers(alias, {worker_id})
     local = LocalModel(alias=alias, path=str(tiny_model), context_params={"n_ctx": 1024})

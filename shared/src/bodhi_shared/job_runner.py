@@ -2,7 +2,8 @@
 
 skip a job whose client stopped waiting -> STARTED -> the worker's own answer (cancellable by the API) ->
 DONE / RESPONSE, or ERROR. A job cancelled because its client left publishes nothing more; a job stopped by the
-worker's shutdown or its timeout tells the client so before it ends.
+worker's shutdown (once its drain, ``BODHI_DRAIN_TIMEOUT``, is over) or its timeout tells the client so before it
+ends.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ async def run_inference_job(
     except JobCancelled:
         events.abandon()
         return
-    except asyncio.CancelledError:  # the worker is stopping, or the job ran out of time: tell the client
+    except asyncio.CancelledError:  # the worker's drain ran out, or the job's time: tell the client
+        log.warning("request %s cut short: the worker is stopping or the job ran out of time", job.request_id)
         stopped = ServiceUnavailable("The worker stopped before it finished this answer; retry the request.")
         with contextlib.suppress(Exception):
             await events.publish(StreamEvent(EventKind.ERROR, stopped.status_code, stopped.to_json()))

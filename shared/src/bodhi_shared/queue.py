@@ -15,17 +15,19 @@ from typing import Any
 
 from arq import ArqRedis, Worker, create_pool
 from arq.connections import RedisSettings as ArqRedisSettings
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
 from bodhi_shared.contract import pack, unpack
+from bodhi_shared.drain import finish_or_cancel
 from bodhi_shared.pubsub_listener import PubSubListener
 
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_MAX_S = 0.5  # longest wait between two tries of a worker's loop while Redis is unreachable
+LOOP_EXIT_WAIT_S = 1.0  # in a drain, how long to let the loop finish a claim it is making (ms unless Redis hangs)
 
 
 def arq_settings(redis_url: str) -> ArqRedisSettings:
@@ -165,7 +167,11 @@ return score
 
 
 class WakeableWorker(Worker):
-    """An arq worker that polls as soon as a message arrives on its queue's wake channel."""
+    """An arq worker that polls as soon as a message arrives on its queue's wake channel.
+
+    ``drain`` stops it gracefully: its loop ends (no more claims), its running jobs finish or, after the drain
+    timeout, are cancelled.
+    """
 
     wakes: PubSubListener | None = None
 
@@ -177,6 +183,7 @@ class WakeableWorker(Worker):
         self._wake = asyncio.Event()
         self._announced: list[bytes] = []  # job ids from wake messages, not started yet
         self._last_active = 0.0  # monotonic time this worker last noted on its queue that it works
+        self._then_on_job_start, self.on_job_start = self.on_job_start, self._forget_arq_keys
 
     async def main(self) -> None:
         # Same start-up as arq's Worker.main; the loop below replaces its fixed-interval poll().
@@ -198,7 +205,7 @@ class WakeableWorker(Worker):
         await self.wakes.start()
         last_poll, outage_since = 0.0, None
         try:
-            while True:
+            while self.allow_pick_jobs:  # until a drain begins (stop_taking_jobs); the jobs run in their own tasks
                 try:
                     last_poll = await self._round(last_poll)
                 except (RedisError, OSError) as exc:
@@ -239,13 +246,50 @@ class WakeableWorker(Worker):
             await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
         return last_poll
 
+    async def _forget_arq_keys(self, ctx: dict[str, Any]) -> None:
+        """Delete arq's keys of a job as it starts (they serve nothing from then on), then run the ``on_job_start``
+        given.
+
+        arq deletes them when a job ends; a worker killed mid-job (SIGKILL, out of memory) would leave behind the
+        count of its tries (``arq:retry:{id}``, for 24.5 hours), its in-progress mark (for the job timeout, an hour)
+        and the job itself (until it expires). Bodhi's jobs run once (``max_tries=1``): the claim took this one off
+        the queue, so no worker can claim it again whatever its marks say, and arq has read the job and its count
+        by now. One round trip, before the job's first event.
+        """
+        job_id = ctx["job_id"]
+        try:
+            await self.pool.delete(retry_key_prefix + job_id, in_progress_key_prefix + job_id, job_key_prefix + job_id)
+        except (RedisError, OSError) as exc:  # the job goes on (and meets the outage itself); its keys expire later
+            log.warning("job %s: arq's keys stay until they expire (%s)", job_id, type(exc).__name__)
+        if self._then_on_job_start is not None:
+            await self._then_on_job_start(ctx)
+
     def _on_wake(self, _channel: str, job_id: bytes) -> None:
-        self._announced.append(job_id)
-        self._wake.set()
+        if self.allow_pick_jobs:
+            self._announced.append(job_id)
+            self._wake.set()
+
+    def stop_taking_jobs(self) -> None:
+        """The start of a drain: claim nothing more, from wake-ups or polls; the loop ends, running jobs go on."""
+        self.allow_pick_jobs = False
+        self._announced.clear()
+        self._wake.set()  # the loop, waiting for a wake-up, ends now instead of after the poll interval
+
+    async def drain(self, *, within: float, now: asyncio.Event) -> int:
+        """Stop taking jobs; let the running ones finish for up to ``within`` seconds (until ``now`` is set, at
+        most), then cancel the rest, which tell their clients in-band. Returns how many were cancelled."""
+        deadline = time.monotonic() + within
+        self.stop_taking_jobs()
+        if self.main_task is not None:  # a claim in flight completes first, so its job is drained too
+            await asyncio.wait({self.main_task}, timeout=min(LOOP_EXIT_WAIT_S, within))
+        jobs = list(self.tasks.values())
+        return await finish_or_cancel(jobs, within=max(0.0, deadline - time.monotonic()), now=now)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's start_jobs, with each job claimed in one round trip (``_CLAIM``) instead of four."""
         for job_id_b in job_ids:
+            if not self.allow_pick_jobs:  # a drain began while this loop claimed the jobs before
+                return
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:
                 self.sem.release()

@@ -53,3 +53,12 @@ class UpstreamPolicySettings(BodhiSettings):
     # Loopback and private addresses as providers (a self-hosted model server on the LAN). `bodhi serve`, one
     # person's machine, allows them unless told otherwise; `bodhi api` / `bodhi remote-worker` refuse them.
     allow_private_upstreams: bool = False
+
+
+class DrainSettings(BodhiSettings):
+    """How long a stopping process lets the answers in flight finish: workers and API replicas read the same bound."""
+
+    # On SIGTERM a worker stops taking jobs and an API replica stops accepting connections; answers still running
+    # this many seconds later end with an in-band error (`data: {"error": ...}`, then `data: [DONE]`). A second
+    # SIGTERM/SIGINT ends them at once.
+    drain_timeout: float = Field(default=30.0, ge=0)

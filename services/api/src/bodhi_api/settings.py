@@ -1,12 +1,12 @@
 import ipaddress
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
-from bodhi_shared.settings import PostgresSettings, RedisSettings, UpstreamPolicySettings
+from bodhi_shared.settings import DrainSettings, PostgresSettings, RedisSettings, UpstreamPolicySettings
 from bodhi_shared.worker_keys import WorkerPublicKeySettings
 
 
-class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings, UpstreamPolicySettings):
+class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings, UpstreamPolicySettings, DrainSettings):
     """Settings of an API replica (``BODHI_*`` environment variables)."""
 
     host: str = "127.0.0.1"
@@ -23,12 +23,17 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings, Upst
     sse_keepalive_interval: float = 15.0
     # Events buffered for one client before it is cut off as too slow.
     stream_buffer_limit: int = 10_000
+    # Bytes buffered for one client (payloads, plus a fixed cost per event) before it is cut off as too slow: what
+    # bounds a slow client's memory, whatever the size of the chunks.
+    stream_buffer_bytes: int = 16 * 1024 * 1024
     # Jobs waiting in the queue beyond which new requests get 429.
     queue_depth_limit: int = 1_000
     # Comma-separated IPs/CIDRs of the reverse proxies in front of the API. Only a request whose TCP peer is one of
     # them has its client address (the login limit's) and scheme taken from X-Forwarded-For / -Proto; empty: those
     # headers are ignored, since any client can send them.
     trusted_proxies: str = ""
+    # Request bodies larger than this get 413 (``body_limit.BodyLimitMiddleware``) before they are read whole.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
 
     @field_validator("trusted_proxies")
     @classmethod

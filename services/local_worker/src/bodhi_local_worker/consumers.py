@@ -22,7 +22,8 @@ from arq import ArqRedis, func
 from bodhi_local_worker.context import CONTEXT_KEY, LocalWorkerContext
 from bodhi_local_worker.inference_job import inference
 from bodhi_shared.contract import INFERENCE_FUNCTION
-from bodhi_shared.queue import WakeableWorker
+from bodhi_shared.drain import finish_or_cancel
+from bodhi_shared.queue import LOOP_EXIT_WAIT_S, WakeableWorker
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,10 @@ class AliasConsumers:
         consumer = self._consumers.pop(alias)
         with contextlib.suppress(Exception):  # Redis may be gone on the way out: liveness then expires
             await self._pool.zrem(self._context.settings.redis_keys.alias_workers(alias), self._context.worker_id)
-        consumer.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer.task
+        consumer.worker.stop_taking_jobs()  # its loop ends after a claim it is making: that job runs too
+        await asyncio.wait({consumer.task}, timeout=LOOP_EXIT_WAIT_S)
+        consumer.task.cancel()  # still there only while Redis hangs
+        await asyncio.gather(consumer.task, return_exceptions=True)
         self._draining.add(consumer)
         consumer.drained = asyncio.create_task(self._drain(alias, consumer))
 
@@ -117,15 +119,25 @@ class AliasConsumers:
         self._draining.discard(consumer)
         log.info("stopped consuming %s (alias %s)", consumer.worker.queue_name, alias)
 
-    async def stop_all(self) -> None:
-        """Stop every consumer and cancel every running job (each generation stops at its next token)."""
-        if self._follows_catalogue:  # first: the API stops waiting for this worker to serve new aliases
-            with contextlib.suppress(Exception):
-                await self._pool.zrem(self._context.settings.redis_keys.local_followers, self._context.worker_id)
+    async def stop_all(self, *, drain_within: float, now: asyncio.Event) -> None:
+        """The drain: leave every set that sends this worker jobs, stop every consumer, let the running jobs finish
+        for up to ``drain_within`` seconds (until ``now`` is set, at most), then cancel the rest (each generation
+        stops at its next token)."""
+        deadline = time.monotonic() + drain_within
+        await self._leave_all()  # first, all at once: the API stops sending to any of them
         for alias in list(self._consumers):
             await self.stop(alias)
         draining = list(self._draining)
-        for consumer in draining:
-            for job in consumer.worker.tasks.values():
-                job.cancel()
+        jobs = [job for consumer in draining for job in consumer.worker.tasks.values()]
+        await finish_or_cancel(jobs, within=max(0.0, deadline - time.monotonic()), now=now)
         await asyncio.gather(*(consumer.drained for consumer in draining if consumer.drained is not None))
+
+    async def _leave_all(self) -> None:
+        keys, worker_id = self._context.settings.redis_keys, self._context.worker_id
+        with contextlib.suppress(Exception):  # Redis may be gone on the way out: liveness then expires
+            async with self._pool.pipeline(transaction=False) as pipe:
+                for alias in self._consumers:
+                    pipe.zrem(keys.alias_workers(alias), worker_id)
+                if self._follows_catalogue:  # the API stops waiting for this worker to serve new aliases
+                    pipe.zrem(keys.local_followers, worker_id)
+                await pipe.execute()

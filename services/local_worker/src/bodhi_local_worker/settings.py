@@ -1,7 +1,7 @@
-from bodhi_shared.settings import RedisSettings
+from bodhi_shared.settings import DrainSettings, RedisSettings
 
 
-class LocalWorkerSettings(RedisSettings):
+class LocalWorkerSettings(RedisSettings, DrainSettings):
     """Settings of a local worker (``BODHI_*`` environment variables; ``--gpu`` and ``--models`` override two)."""
 
     # Models kept loaded between requests; loading another unloads the least recently used.

@@ -2,16 +2,17 @@
 
 The aliases are those of ``--models`` (``BODHI_LOCAL_MODELS``), or every alias of the catalogue the API keeps,
 re-read at once when the API says it changed and, in case that message is lost, every
-``BODHI_LOCAL_CATALOGUE_INTERVAL`` seconds. SIGINT/SIGTERM: leave the aliases' sets, stop
-consuming, cancel running jobs (each generation stops at its next token), unload the models, leave the
-heartbeat set.
+``BODHI_LOCAL_CATALOGUE_INTERVAL`` seconds. SIGINT/SIGTERM drains (``bodhi_shared.drain``): leave the aliases'
+sets and the followers' (the API stops sending), stop consuming, let the running jobs finish for up to
+``BODHI_DRAIN_TIMEOUT`` and cancel the rest (each generation stops at its next token, its client told in-band; a
+second signal cancels them at once), unload the models, leave the heartbeat set (kept until then: the API checks it
+to tell a running job from a dead worker's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 
 from redis.asyncio import Redis
@@ -23,6 +24,7 @@ from bodhi_local_worker.gpu import visible_devices
 from bodhi_local_worker.models import ModelCache
 from bodhi_local_worker.settings import LocalWorkerSettings
 from bodhi_shared.cancellation import CancelRegistry
+from bodhi_shared.drain import StopSignals
 from bodhi_shared.heartbeat import heartbeating, new_worker_id
 from bodhi_shared.queue import create_queue_pool
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND
@@ -35,10 +37,8 @@ async def run_local_worker(settings: LocalWorkerSettings) -> None:
     keys = settings.redis_keys
     pool = await create_queue_pool(settings.require_redis_url())
     worker_id = new_worker_id(LOCAL_WORKER_KIND)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+    signals = StopSignals(f"local worker {worker_id}")
+    signals.install(asyncio.get_running_loop())
     cancels = CancelRegistry(pool, keys.cancel_channel)
     await cancels.start()
     models = ModelCache(settings.local_max_loaded_models, gpu=settings.gpu)
@@ -69,9 +69,9 @@ async def run_local_worker(settings: LocalWorkerSettings) -> None:
             ttl=settings.heartbeat_ttl,
         ):
             try:
-                await serve_until(stopping, pool, settings, consumers, changed=watch.changed)
+                await serve_until(signals.drain, pool, settings, consumers, changed=watch.changed)
             finally:
-                await consumers.stop_all()
+                await consumers.stop_all(drain_within=settings.drain_timeout, now=signals.now)
     finally:
         log.info("local worker %s stopping", worker_id)
         await watch.stop()

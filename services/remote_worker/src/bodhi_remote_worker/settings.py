@@ -1,8 +1,8 @@
-from bodhi_shared.settings import RedisSettings, UpstreamPolicySettings
+from bodhi_shared.settings import DrainSettings, RedisSettings, UpstreamPolicySettings
 from bodhi_shared.worker_keys import WorkerPrivateKeySettings
 
 
-class RemoteWorkerSettings(RedisSettings, WorkerPrivateKeySettings, UpstreamPolicySettings):
+class RemoteWorkerSettings(RedisSettings, WorkerPrivateKeySettings, UpstreamPolicySettings, DrainSettings):
     """Settings of a remote worker (``BODHI_*`` environment variables)."""
 
     max_jobs: int = 200

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from typing import Any
 
 from arq import ArqRedis, func
@@ -17,6 +15,7 @@ from bodhi_remote_worker.inference_job import inference
 from bodhi_remote_worker.settings import RemoteWorkerSettings
 from bodhi_shared.cancellation import CancelRegistry
 from bodhi_shared.contract import FETCH_MODELS_FUNCTION, INFERENCE_FUNCTION, TEST_CONNECTION_FUNCTION
+from bodhi_shared.drain import StopSignals
 from bodhi_shared.heartbeat import heartbeating, new_worker_id
 from bodhi_shared.queue import WakeableWorker, create_queue_pool
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
@@ -61,19 +60,24 @@ def build_worker(
 
 
 async def run_remote_worker(settings: RemoteWorkerSettings) -> None:
-    """Run until SIGINT/SIGTERM; running jobs are cancelled and the heartbeat removed on the way out."""
+    """Run until SIGINT/SIGTERM, then drain (``bodhi_shared.drain``): take no more jobs, let the running ones
+    finish for up to ``BODHI_DRAIN_TIMEOUT``, cancel the rest (each client is told in-band); a second signal cancels
+    them at once. The heartbeat is removed on the way out.
+    """
     keys = settings.redis_keys
     pool = await create_queue_pool(settings.require_redis_url())
     worker_id = new_worker_id(REMOTE_WORKER_KIND)
-    loop = asyncio.get_running_loop()
+    signals = StopSignals(f"remote worker {worker_id}")
+    signals.install(asyncio.get_running_loop())
     cancels = CancelRegistry(pool, keys.cancel_channel)
     await cancels.start()
     worker = build_worker(settings, pool, worker_id=worker_id, cancels=cancels)
     main = asyncio.ensure_future(worker.async_run())
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, main.cancel)
     log.info("remote worker %s consuming %s", worker_id, keys.remote_queue)
     try:
+        # The heartbeat goes on while draining: the API checks it to tell a job that runs from one whose worker
+        # died, and this worker's heartbeat set is also what it sends remote jobs by. So new requests may still be
+        # queued meanwhile: other workers take them; this one claims none.
         async with heartbeating(
             pool,
             keys,
@@ -83,8 +87,22 @@ async def run_remote_worker(settings: RemoteWorkerSettings) -> None:
             interval=settings.heartbeat_interval,
             ttl=settings.heartbeat_ttl,
         ):
-            with contextlib.suppress(asyncio.CancelledError):
-                await main
+            await _until_stopped(main, signals)
+            cancelled = await worker.drain(within=settings.drain_timeout, now=signals.now)
+            log.info("remote worker %s drained (%d job(s) cut short)", worker_id, cancelled)
     finally:
+        main.cancel()  # ended by the drain already, unless something failed first
+        await asyncio.gather(main, return_exceptions=True)
         await cancels.stop()
         await worker.close()  # closes the pool: last
+
+
+async def _until_stopped(main: asyncio.Future[Any], signals: StopSignals) -> None:
+    """Until the first stop signal; an error that ends the worker's loop first is raised."""
+    stop: asyncio.Future[Any] = asyncio.ensure_future(signals.drain.wait())
+    try:
+        await asyncio.wait({main, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if main.done():
+        main.result()
