@@ -134,6 +134,9 @@ def expected_outcome(route_role: str, caller: Caller) -> str:
 
 
 def outcome(status: int) -> str:
+    """What the answer says of the caller's rights; a 5xx says nothing, so it never counts as allowed."""
+    if status >= 500:
+        return f"server error {status}"
     return str(status) if status in (401, 403) else "allowed"
 
 

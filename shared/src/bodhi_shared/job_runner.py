@@ -49,6 +49,10 @@ async def run_inference_job(
     except BodhiError as exc:
         log.info("request %s failed: %s", job.request_id, exc.message)
         outcome = StreamEvent(EventKind.ERROR, exc.status_code, exc.to_json())
+    except Exception:  # a bug, not a provider's answer: the client must still hear of it, not wait out its timeout
+        log.exception("request %s failed unexpectedly", job.request_id)
+        internal = BodhiError("The worker had an internal error while answering; retry, or check the worker's logs.")
+        outcome = StreamEvent(EventKind.ERROR, internal.status_code, internal.to_json())
     try:
         await events.publish(outcome)
     except (EventsUndeliverable, RedisError, OSError) as exc:  # Redis is gone: the client's replica gave up already
