@@ -3,20 +3,12 @@
 // API then uses the stored key, and only for the stored URL).
 import { get, post, put } from "./api.js";
 import { h } from "./dom.js";
+import { MAX_MODELS, FIELD_OF_CODE } from "./api-model-rules.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded } from "./layout.js";
 
-const MAX_MODELS = 50;
 const FORMAT_LABELS = { openai: "OpenAI" };
 const OPENAI_URL = "https://api.openai.com/v1";
-// A check's failure code names the field to look at again.
-const FIELD_OF_CODE = {
-  invalid_api_key: "api_key",
-  network_error: "base_url",
-  connection_failed: "base_url",
-  upstream_address_refused: "base_url",
-  model_not_found: "models",
-};
 
 const form = document.getElementById("api-model-form");
 const field = (id) => document.getElementById(id);

@@ -3,18 +3,9 @@
 // (POST .../test) and saving (POST /bodhi/v1/models/api). The models pages have the full form.
 import { post } from "./api.js";
 import { h } from "./dom.js";
+import { MAX_MODELS, FIELD_OF_CODE } from "./api-model-rules.js";
 import { clearErrors, showError } from "./forms.js";
 
-const MAX_MODELS = 50;
-
-// A provider check's failure code names the field to look at again.
-const FIELD_OF_CODE = {
-  invalid_api_key: "api_key",
-  network_error: "base_url",
-  connection_failed: "base_url",
-  upstream_address_refused: "base_url",
-  model_not_found: "models",
-};
 
 // A field error the form can point at: `models.0` (pydantic's location) is the `models` fieldset.
 function fieldError(error) {
