@@ -20,7 +20,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bodhi_api.token_stream import SSE_DONE, sse_data
+from bodhi_api.relay import SSE_DONE, sse_data
 from bodhi_shared.errors import BodhiError, ServiceUnavailable
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from bodhi_api.token_stream import DEFAULT_BUFFER_BYTES
+from bodhi_api.stream_hub import DEFAULT_BUFFER_BYTES
 from tests.conftest import RegisterUpstream, StartGateway
 from tests.support.fake_upstream import FakeUpstream, Script
 

@@ -9,7 +9,7 @@ named in brackets.
     ├── ModelNotFound               404 invalid_request_error / model_not_found
     ├── ServiceUnavailable          503 api_error / service_unavailable
     │   ├── NoWorkerAvailable       503 no_worker_available: no live worker took the job [bodhi_api.dispatch]
-    │   ├── ClientTooSlow           503 client_too_slow: the client read too slowly [bodhi_api.token_stream]
+    │   ├── ClientTooSlow           503 client_too_slow: the client read too slowly [bodhi_api.stream_hub]
     │   ├── DependencyUnavailable   503 with Retry-After: Postgres or Redis unreachable [bodhi_api.error_handlers]
     │   ├── EventsUndeliverable     503 events_undeliverable: a job's events cannot be published
     │   │                           [bodhi_shared.event_publisher]
@@ -17,7 +17,7 @@ named in brackets.
     ├── SecretUnreadable            500 secret_unreadable: a stored key does not open [bodhi_shared.crypto]
     ├── RelayedError                an error a worker reported, relayed with its status, body and headers
     └── UpstreamError               502 upstream failures, relayed by remote workers (upstream_redirect: a 30x)
-        ├── WorkerLost              502 worker_lost: the worker serving a stream stopped [bodhi_api.token_stream]
+        ├── WorkerLost              502 worker_lost: the worker serving a stream stopped [bodhi_api.event_reader]
         ├── UpstreamHTTPError       the provider answered with an error status (status, masked body and
         │                           Retry-After / x-ratelimit-* headers kept)
         ├── ProviderAuthenticationFailed

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bodhi_api.error_handlers import DependencyUnavailable
+from bodhi_api.event_reader import EventReader, publish_cancel
 from bodhi_api.http_errors import TooManyRequests
 from bodhi_api.resources import Resources
-from bodhi_api.token_stream import EventReader, Subscription, publish_cancel
+from bodhi_api.stream_hub import Subscription
 from bodhi_shared.contract import StreamEvent
 from bodhi_shared.errors import ServiceUnavailable
 from bodhi_shared.heartbeat import has_live_member, wait_for_live_member

@@ -17,9 +17,10 @@ from starlette.types import Receive
 from bodhi_api.auth.principal import Principal
 from bodhi_api.dispatch import QueueTarget, dispatch
 from bodhi_api.error_handlers import DependencyUnavailable, as_bodhi_error
+from bodhi_api.event_reader import EventReader
 from bodhi_api.model_routing import Route, resolve_model
+from bodhi_api.relay import SSE_DONE, SSE_KEEPALIVE, Outcome, Relay, sse_data
 from bodhi_api.resources import Resources
-from bodhi_api.token_stream import SSE_DONE, SSE_KEEPALIVE, EventReader, Outcome, Relay, sse_data
 from bodhi_api.usage import UsageRecord, tokens_of
 from bodhi_shared.contract import INFERENCE_FUNCTION, Endpoint, EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError

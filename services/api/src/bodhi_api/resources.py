@@ -19,7 +19,7 @@ from bodhi_api.local_aliases.store import add_discovered_aliases, publish_catalo
 from bodhi_api.metrics import Metrics
 from bodhi_api.model_routing import RouteCache
 from bodhi_api.settings import ApiSettings
-from bodhi_api.token_stream import StreamHub
+from bodhi_api.stream_hub import StreamHub
 from bodhi_api.usage import UsageRecorder
 from bodhi_shared.migrate import migrate
 from bodhi_shared.postgres import create_pool
