@@ -1,6 +1,4 @@
--- API models replace the temporary upstreams of the foundation.
-DROP TABLE temporary_upstreams;
-
+-- API models: providers with their sealed keys.
 CREATE TABLE api_models (
     id          UUID PRIMARY KEY,
     name        TEXT NOT NULL,
