@@ -169,3 +169,30 @@ async def test_test_connection_gives_up_at_its_own_deadline(
     assert answer["error"] == "Connection failed: no answer from 127.0.0.1 within 2 s; gave up."
     assert took < 2 + 3  # the deadline, and a little for the queue on a busy machine; not the 300 s read timeout
     assert len(fake_upstream.requests_for(model)) == 1
+
+
+async def test_a_malformed_provider_stream_ends_in_band_with_done(
+    client: httpx.AsyncClient, register_upstream: RegisterUpstream
+) -> None:
+    """A fault test through real processes: the client's SDK gets an error event and ``[DONE]``, never garbage."""
+    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "hi"}}]}
+    raw = [f"data: {json.dumps(chunk)}\n\n".encode(), b"data: {truncated\n\n", b"data: [DONE]\n\n"]
+    model = await register_upstream(Script(raw_stream=raw))
+    response = await client.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES, "stream": True})
+
+    assert response.status_code == 200
+    payloads = data_payloads(response.text)
+    assert json.loads(payloads[0]) == chunk
+    assert json.loads(payloads[1])["error"]["code"] == "upstream_malformed_stream"
+    assert payloads[2:] == ["[DONE]"]
+    assert "{truncated" not in response.text
+
+
+async def test_a_stream_answered_with_a_web_page_is_502(
+    client: httpx.AsyncClient, register_upstream: RegisterUpstream
+) -> None:
+    model = await register_upstream(Script(raw_stream=[b"<html>login</html>"], content_type="text/html"))
+    response = await client.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES, "stream": True})
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_malformed_stream"

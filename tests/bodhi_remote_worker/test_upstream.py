@@ -8,7 +8,13 @@ import httpx
 import pytest
 
 from bodhi_remote_worker.upstream import Provider, forward, stream_sse
-from bodhi_shared.errors import ProviderAuthenticationFailed, UpstreamHTTPError, UpstreamTimeout, UpstreamUnreachable
+from bodhi_shared.errors import (
+    ProviderAuthenticationFailed,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from tests.support.fake_upstream import FakeUpstream, Script, free_port
 
 
@@ -170,3 +176,70 @@ async def _call(
     if not stream:
         return [await forward(client, provider, sent, client_request_id=client_request_id)]
     return [p async for p in stream_sse(client, provider, sent, client_request_id=client_request_id)]
+
+
+def event(payload: dict[str, object] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n".encode()
+
+
+CHUNK = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": None}]}
+LAST = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+
+
+async def stream_of(fake_upstream: FakeUpstream, model: str, script: Script, got: list[bytes] | None = None) -> None:
+    """Stream ``model`` (scripted with ``script``) into ``got``."""
+    fake_upstream.scripts[model] = script
+    upstream = Provider(base_url=fake_upstream.base_url, api_key=KEY)
+    body = json.dumps({"model": model, "stream": True}).encode()
+    async with httpx.AsyncClient(timeout=5) as client:
+        async for payload in stream_sse(client, upstream, body):
+            if got is not None:
+                got.append(payload)
+
+
+async def test_comments_event_fields_and_crlf_are_valid_framing(fake_upstream: FakeUpstream) -> None:
+    pieces = [
+        b": keep-alive\r\n\r\n",
+        b"event: message\r\nid: 1\r\n" + event(CHUNK).replace(b"\n", b"\r\n"),
+        event(LAST),
+    ]
+    payloads: list[bytes] = []
+    await stream_of(fake_upstream, "sse-framing", Script(raw_stream=[*pieces, b"data: [DONE]\n\n"]), payloads)
+
+    assert [json.loads(p) for p in payloads] == [CHUNK, LAST]
+
+
+async def test_a_stream_cut_after_its_finish_reason_is_complete_without_done(fake_upstream: FakeUpstream) -> None:
+    payloads: list[bytes] = []
+    await stream_of(fake_upstream, "sse-no-done", Script(raw_stream=[event(CHUNK), event(LAST)]), payloads)
+
+    assert len(payloads) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "pieces", "says"),
+    [
+        ("sse-not-json", [event(CHUNK), b"data: <html>oops</html>\n\n", b"data: [DONE]\n\n"], "not a JSON object"),
+        ("sse-truncated", [event(CHUNK), event(CHUNK)], "ended the stream early"),
+    ],
+)
+async def test_a_malformed_stream_ends_with_a_clear_error(
+    fake_upstream: FakeUpstream, name: str, pieces: list[bytes], says: str
+) -> None:
+    """Before, the garbage reached the client's SDK (a JSON decode error) and a cut stream ended as if complete."""
+    got: list[bytes] = []
+    with pytest.raises(UpstreamError) as caught:
+        await stream_of(fake_upstream, name, Script(raw_stream=pieces), got)
+
+    assert got and set(got) == {json.dumps(CHUNK).encode()}  # what came before the fault still went out
+    assert caught.value.code == "upstream_malformed_stream"
+    assert says in caught.value.message
+
+
+async def test_a_stream_request_answered_with_a_web_page_is_an_error(fake_upstream: FakeUpstream) -> None:
+    """Before, the page's lines were skipped and the client got an empty, successful stream."""
+    script = Script(raw_stream=[b"<html><body>Sign in to the proxy</body></html>"], content_type="text/html")
+    with pytest.raises(UpstreamError, match="answered a stream request with text/html") as caught:
+        await stream_of(fake_upstream, "sse-html", script)
+    assert caught.value.code == "upstream_malformed_stream"

@@ -41,6 +41,9 @@ class Script:
     redirect_to: str | None = None  # answer 307 with this Location
     error_after: int | None = None  # a stream sends an in-band error event after this many chunks (``echo_key``)
     usage: dict[str, Any] | None = None  # set: the usage reported, instead of the counts of the answer
+    # set: a stream's body is exactly these pieces (malformed events, no [DONE], ...), sent ``delay`` apart
+    raw_stream: list[bytes] | None = None
+    content_type: str = "text/event-stream"  # of a stream's answer
 
 
 @dataclass
@@ -209,7 +212,9 @@ class FakeUpstream:
         if body.get("stream"):
             bearer = request.headers.get("authorization", "")
             stream = self._stream(record, model, script, bearer=bearer)
-            return StreamingResponse(stream, media_type="text/event-stream")
+            if script.raw_stream is not None:
+                stream = self._raw_stream(record, script.raw_stream, script.delay)
+            return StreamingResponse(stream, media_type=script.content_type)
         content = "".join(chunk_text(script, i) for i in range(script.chunks))
         record.finished_at = time.monotonic()
         if body.get("tools"):
@@ -268,6 +273,15 @@ class FakeUpstream:
         data = [{"object": "embedding", "index": i, "embedding": [0.5, -0.25, float(i)]} for i in range(len(inputs))]
         usage = {"prompt_tokens": 2 * len(inputs), "total_tokens": 2 * len(inputs)}
         return JSONResponse({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
+
+    @staticmethod
+    async def _raw_stream(record: RecordedRequest, pieces: list[bytes], delay: float) -> AsyncIterator[bytes]:
+        for i, piece in enumerate(pieces):
+            if i and delay:
+                await asyncio.sleep(delay)
+            record.sent.append(piece)
+            yield piece
+        record.finished_at = time.monotonic()
 
     async def _stream(
         self, record: RecordedRequest, model: str, script: Script, *, bearer: str = ""

@@ -16,7 +16,8 @@ named in brackets.
     │   └── WorkerKeyMissing        503 worker_key_missing: a worker key file is gone [bodhi_shared.worker_keys]
     ├── SecretUnreadable            500 secret_unreadable: a stored key does not open [bodhi_shared.crypto]
     ├── RelayedError                an error a worker reported, relayed with its status, body and headers
-    └── UpstreamError               502 upstream failures, relayed by remote workers (upstream_redirect: a 30x)
+    └── UpstreamError               502 upstream failures, relayed by remote workers (upstream_redirect: a 30x;
+        │                           upstream_malformed_stream: a stream that is not OpenAI's event stream)
         ├── WorkerLost              502 worker_lost: the worker serving a stream stopped [bodhi_api.event_reader]
         ├── UpstreamHTTPError       the provider answered with an error status (status, masked body and
         │                           Retry-After / x-ratelimit-* headers kept)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -105,7 +106,8 @@ async def stream_sse(
         try:
             if response.status_code >= 300:
                 raise status_error(upstream, response, await response.aread(), mask)
-            done = False
+            _refuse_non_event_stream(upstream, response)
+            done = finished = False
             async for line in response.aiter_lines():
                 if done or not line.startswith(SSE_DATA):
                     continue  # comments (": keep-alive"), event names, blank separators
@@ -116,9 +118,43 @@ async def stream_sse(
                     done = True
                     continue
                 data = payload.encode()
-                yield mask.error(data) if b'"error"' in data else mask.key(data)
+                # A client's SDK would fail on it: end the stream with a clear error. Braces only, not a full parse:
+                # this runs for every chunk of every stream.
+                if not (data.startswith(b"{") and data.endswith(b"}")):
+                    raise malformed_stream(upstream, "sent an event whose data is not a JSON object")
+                if b'"error"' in data:
+                    finished = True  # an in-band error ends a stream: some providers close it without [DONE]
+                    yield mask.error(data)
+                    continue
+                finished = finished or _has_finish_reason(data)
+                yield mask.key(data)
+            if not done and not finished:
+                raise malformed_stream(upstream, "ended the stream early (no [DONE] and no finish_reason)")
         finally:
             await response.aclose()
+
+
+_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')
+
+
+def _has_finish_reason(data: bytes) -> bool:
+    """Whether a chunk ends a choice: a stream cut after one is complete enough even without ``[DONE]``."""
+    return b"finish_reason" in data and _FINISH_REASON.search(data) is not None
+
+
+def _refuse_non_event_stream(upstream: Provider, response: httpx.Response) -> None:
+    """A 200 that is not an event stream (an HTML page from a proxy, a JSON body) would read as an empty answer."""
+    content_type = response.headers.get("content-type", "")
+    if content_type and not content_type.lower().startswith("text/event-stream"):
+        raise malformed_stream(upstream, f"answered a stream request with {content_type.split(';')[0]}")
+
+
+def malformed_stream(upstream: Provider, what: str) -> UpstreamError:
+    host = httpx.URL(upstream.base_url).host
+    return UpstreamError(
+        f"The provider at {host} {what}, not an OpenAI-compatible event stream. Check the API model's base URL.",
+        code="upstream_malformed_stream",
+    )
 
 
 async def forward(
