@@ -1,4 +1,12 @@
-"""``bodhi keys rotate``: re-wrap every stored provider key under a new worker key pair.
+"""``bodhi keys create`` writes a worker key pair; ``bodhi keys rotate`` re-wraps every stored provider key under a
+new one.
+
+``create`` is the first step of a team deployment: the public key goes to the API (``BODHI_WORKER_PUBLIC_KEY_FILE``),
+the private key to the remote workers only (``BODHI_WORKER_PRIVATE_KEY_FILES``). It never replaces a pair without
+``--force``, and even then keeps the old private key as ``worker_private_key.<key id>.pem``: provider keys sealed
+for it would otherwise be lost.
+
+``rotate``:
 
 Safe to interrupt and to re-run: each row is re-wrapped in its own statement and stays readable by a worker
 holding either the old or the new private key; the old private key is kept (renamed with its key id) until the
@@ -42,6 +50,7 @@ from bodhi_shared.crypto import (
     write_key_pair,
 )
 from bodhi_shared.migrate import migrate
+from bodhi_shared.settings import BodhiSettings
 from bodhi_shared.worker_keys import KEYS_DIR, WorkerKeyMissing, WorkerPrivateKeySettings
 
 DatabaseUrl = Callable[[], AbstractContextManager[str]]
@@ -50,8 +59,65 @@ NEXT = ".next"
 
 def add_parser(sub: Any, *, database_url: DatabaseUrl) -> None:
     keys = sub.add_parser("keys", help="manage the remote workers' key pair").add_subparsers(dest="verb", required=True)
+    create = keys.add_parser("create", help="write a new key pair: the public key for the API, the private for workers")
+    create.add_argument("--dir", type=Path, metavar="D", help="where to write it (default: BODHI_HOME/keys)")
+    create.add_argument(
+        "--force", action="store_true", help="replace a pair already there (its private key is kept, renamed)"
+    )
+    create.set_defaults(handler=run_create)
     rotate = keys.add_parser("rotate", help="re-wrap every stored provider key under a new key pair")
     rotate.set_defaults(handler=lambda args: run_rotate(args, database_url))
+
+
+def run_create(args: argparse.Namespace) -> int:
+    key_dir: Path = (args.dir or BodhiSettings().home / KEYS_DIR).absolute()  # printed for env vars: absolute
+    private_path, public_path = key_dir / PRIVATE_KEY_FILE, key_dir / PUBLIC_KEY_FILE
+    existing = [path for path in (private_path, public_path) if path.exists()]
+    if existing and not args.force:
+        names = " and ".join(str(path) for path in existing)
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise SystemExit(
+            f"{names} already {verb}: replacing a private key loses every provider key sealed for it. "
+            "Use `bodhi keys rotate` to change keys, or --force to replace the pair anyway."
+        )
+    retired = replace_key_pair(key_dir)
+    key_id = PrivateKey.load(private_path.read_text()).key_id
+    print(f"wrote the private key to {private_path} (mode 0600): give it to the remote workers only, with")
+    print(f"  BODHI_WORKER_PRIVATE_KEY_FILES={private_path}")
+    print(f"wrote the public key to {public_path} (mode 0644): give it to the API, with")
+    print(f"  BODHI_WORKER_PUBLIC_KEY_FILE={public_path}")
+    print(f"key id {key_id}")
+    if retired is not None:
+        print(f"the previous private key is kept as {retired}; delete it once no stored key needs it", file=sys.stderr)
+    return 0
+
+
+def replace_key_pair(key_dir: Path) -> Path | None:
+    """Write a fresh pair under ``key_dir``, replacing one already there; returns where its private key went.
+
+    Staged in ``key_dir`` and moved into place, so a reader sees the old pair or the new one, never half a key;
+    the modes are set whatever the umask (private 0600, public 0644: it is no secret).
+    """
+    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = key_dir / ".create-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    retired: Path | None = None
+    try:
+        staged_private, staged_public = write_key_pair(staging)
+        staged_private.chmod(0o600)
+        staged_public.chmod(0o644)
+        current = key_dir / PRIVATE_KEY_FILE
+        if current.exists():
+            try:
+                retired = key_dir / f"worker_private_key.{PrivateKey.load(current.read_text()).key_id}.pem"
+            except ValueError:  # not a key: kept all the same, under a name the workers' glob does not match
+                retired = key_dir / f"{PRIVATE_KEY_FILE}.unreadable"
+            os.replace(current, retired)
+        os.replace(staged_public, key_dir / PUBLIC_KEY_FILE)
+        os.replace(staged_private, current)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # never a stray copy of a private key
+    return retired
 
 
 def run_rotate(args: argparse.Namespace, database_url: DatabaseUrl) -> int:

@@ -7,6 +7,7 @@ bodhi local-worker          one local worker (--gpu N pins it to a GPU, --models
 bodhi migrate               apply database migrations
 bodhi users create          create a user (password from stdin)
 bodhi tokens create         create an API token for a user
+bodhi keys create           write a worker key pair (public key for the API, private key for remote workers)
 bodhi keys rotate           re-wrap every stored provider key under a new worker key pair
 """
 

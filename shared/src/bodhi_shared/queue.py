@@ -127,6 +127,55 @@ async def enqueue_if_capacity(
         raise NoLiveWorker
 
 
+# Puts a job a dead worker had claimed back on its queue, under the same id, if a worker of the queue is alive:
+# first arq's marks of the claim (in progress, its count of tries: arq would refuse a second try of a job run at
+# most once) and the claim record go, then the job is written and announced as by ``_ENQUEUE_IF_CAPACITY``. No
+# depth limit: the request was admitted already. Returns 0 when queued, 2 when no worker is alive.
+_REQUEUE = """
+if redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf') == 0 then return 2 end
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+redis.call('PSETEX', KEYS[3], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[5])
+return 0
+"""
+
+
+async def requeue_job(
+    pool: ArqRedis,
+    *,
+    queue: str,
+    wake_channel: str,
+    live_workers: str,
+    heartbeat_ttl: float,
+    function: str,
+    payload: dict[str, Any],
+    job_id: str,
+    expires_s: float,
+) -> None:
+    """Enqueue again, under its own id, a job whose worker died before it sent anything; ``NoLiveWorker`` if no
+    worker of ``queue`` is alive to take it. One round trip."""
+    now_ms = timestamp_ms()
+    job = serialize_job(function, (payload,), {}, None, now_ms, serializer=pack)
+    keys_and_args: list[Any] = [
+        queue,
+        live_workers,
+        job_key_prefix + job_id,
+        in_progress_key_prefix + job_id,
+        retry_key_prefix + job_id,
+        claim_key(queue, job_id),
+        time.time() - heartbeat_ttl,
+        int(expires_s * 1000),
+        job,
+        now_ms,
+        job_id,
+        wake_channel,
+    ]
+    status = await pool.eval(_REQUEUE, 6, *keys_and_args)  # type: ignore[misc]  # sync|async union
+    if status == 2:
+        raise NoLiveWorker
+
+
 async def withdraw_job(pool: ArqRedis, *, queue: str, job_id: str) -> bool:
     """Take a job off the queue if no worker has started it; True when it was still waiting."""
     removed: int = await pool.zrem(queue, job_id)
@@ -147,14 +196,33 @@ async def last_active(pool: ArqRedis, queue: str) -> float | None:
     return int(value) / 1000 if value is not None else None
 
 
+def claim_key(queue: str, job_id: str) -> str:
+    """Which worker claimed a job of ``queue`` (its id), for ``CLAIM_TTL_MS``.
+
+    It tells the API that waits for a job's first event who to watch before that worker's STARTED arrives: a worker
+    killed between its claim and its STARTED would otherwise leave a job nobody runs (``dispatch.dispatch``).
+    """
+    return f"{queue}:claim:{job_id}"
+
+
+async def claimed_by(pool: ArqRedis, queue: str, job_id: str) -> str | None:
+    """The id of the worker that claimed the job (within ``CLAIM_TTL_MS``); None when nobody did, or long ago."""
+    value = await pool.get(claim_key(queue, job_id))
+    return value.decode() if isinstance(value, bytes) else value
+
+
 ACTIVE_TTL_MS = 86_400_000
+# Only the moments between a claim and the claiming worker's STARTED (milliseconds) need the claim record; a
+# minute covers a worker that dies then (seen by its heartbeat's TTL) without keeping a key per job for long.
+CLAIM_TTL_MS = 60_000
 
 
 # arq's start_jobs claims a job with WATCH, EXISTS, ZSCORE and MULTI/PSETEX/EXEC: four round trips. The same
 # checks in one atomic script: not already in progress, still queued, due; then mark it in progress, take it off
 # the queue (arq leaves it there until it finishes: the API's ``withdraw_job`` could then "withdraw" a job a worker
 # is running, and the queue's depth would count running jobs as waiting; jobs are never retried, so nothing needs
-# it there), and note the time on the queue (``active_at_key``).
+# it there), note the time on the queue (``active_at_key``) and, if the worker has an id, who claimed it
+# (``claim_key``).
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
@@ -162,6 +230,7 @@ if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
 redis.call('PSETEX', KEYS[1], ARGV[3], '1')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[4])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
 return score
 """
 
@@ -175,11 +244,12 @@ class WakeableWorker(Worker):
 
     wakes: PubSubListener | None = None
 
-    def __init__(self, *args: Any, wake_channel: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, wake_channel: str, worker_id: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("job_serializer", pack)
         kwargs.setdefault("job_deserializer", unpack)
         super().__init__(*args, **kwargs)
         self._wake_channel = wake_channel
+        self._worker_id = worker_id or ""  # recorded with each claim (``claim_key``); the heartbeat's id
         self._wake = asyncio.Event()
         self._announced: list[bytes] = []  # job ids from wake messages, not started yet
         self._last_active = 0.0  # monotonic time this worker last noted on its queue that it works
@@ -300,12 +370,15 @@ class WakeableWorker(Worker):
                 in_progress_key_prefix + job_id,
                 self.queue_name,
                 active_at_key(self.queue_name),
+                claim_key(self.queue_name, job_id),
                 job_id,
                 timestamp_ms(),
                 int(self.in_progress_timeout_s * 1000),
                 ACTIVE_TTL_MS,
+                self._worker_id,
+                CLAIM_TTL_MS,
             ]
-            score = await self.pool.eval(_CLAIM, 3, *keys_and_args)  # type: ignore[misc]  # sync|async union
+            score = await self.pool.eval(_CLAIM, 4, *keys_and_args)  # type: ignore[misc]  # sync|async union
             if not score:  # taken by another worker, withdrawn, or not due yet
                 self.job_counter -= 1
                 self.sem.release()

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from bodhi_api.error_handlers import DependencyUnavailable
-from bodhi_api.event_reader import EventReader, publish_cancel
+from bodhi_api.event_reader import EventReader, LostBeforeContent, publish_cancel, worker_lost
 from bodhi_api.http_errors import TooManyRequests
 from bodhi_api.resources import Resources
-from bodhi_api.stream_hub import Subscription
 from bodhi_shared.contract import StreamEvent
 from bodhi_shared.errors import ServiceUnavailable
 from bodhi_shared.heartbeat import has_live_member, wait_for_live_member
-from bodhi_shared.queue import NoLiveWorker, QueueFull, enqueue_if_capacity, last_active, withdraw_job
-from bodhi_shared.redis_keys import REMOTE_WORKER_KIND, RedisKeys
+from bodhi_shared.queue import (
+    NoLiveWorker,
+    QueueFull,
+    claim_key,
+    enqueue_if_capacity,
+    last_active,
+    requeue_job,
+    withdraw_job,
+)
+from bodhi_shared.redis_keys import LOCAL_WORKER_KIND, REMOTE_WORKER_KIND, RedisKeys
+
+log = logging.getLogger(__name__)
 
 PICKUP_CHECK_S = 1.0
+# How many times one request's job is enqueued again after the worker that took it died before the client got
+# anything (``dispatch``). Bounded: a job that kills its worker (a model that crashes llama.cpp) must not go on
+# to kill every worker of its queue.
+MAX_REDISPATCHES = 1
 # How long a request for a local alias nobody serves yet waits for a catalogue-following worker to start serving
 # it: the API's notice makes that milliseconds; the worker's periodic re-read (2 s) bounds it if the notice is lost.
 FOLLOWER_START_WAIT_S = 5.0
@@ -38,6 +52,7 @@ class QueueTarget:
     # moments), and what the 503 says when neither they nor a worker serving the alias is alive.
     followers: str | None = None
     absent: str = ""
+    worker_kind: str = REMOTE_WORKER_KIND  # whose heartbeats (``RedisKeys.workers(kind)``) tell a dead worker
 
     @classmethod
     def remote(cls, keys: RedisKeys) -> QueueTarget:
@@ -52,6 +67,7 @@ class QueueTarget:
             "catalogue (`bodhi local-worker`)",
             followers=keys.local_followers,
             absent=": no local worker serves it or follows the catalogue",
+            worker_kind=LOCAL_WORKER_KIND,
         )
 
     def no_worker(self, subject: str) -> NoWorkerAvailable:
@@ -75,24 +91,38 @@ async def dispatch(
     The job's ``channel`` in ``payload`` must be this replica's (``hub.channel``), where its events arrive.
     ``subject`` names what was asked for (``model `x```) in the 503 a client gets when no worker can take it.
     Returns the reader of the remaining events and the first content event; the caller closes the subscription.
+
+    A worker that dies (its heartbeat stops) after it took the job but before its first content event has sent the
+    client nothing: the same job, under the same id, is enqueued again for another worker (``_redispatch``), at
+    most ``MAX_REDISPATCHES`` times; past that, or with no worker left, the client gets 502 ``worker_lost``.
     """
-    keys, redis = resources.keys, resources.redis
-    queue = target.queue
     if not resources.hub.up:  # the worker's answer could not reach this replica: refuse now, not after a timeout
         raise DependencyUnavailable("The gateway lost its connection to Redis and is reconnecting; retry shortly.")
     subscription = resources.hub.open(request_id)  # before the job exists: no event can be missed
-    reader = EventReader(resources, subscription)
+    reader = EventReader(resources, subscription, worker_kind=target.worker_kind)
     enqueued = False
     try:
         await _enqueue(
             resources, target=target, function=function, payload=payload, request_id=request_id, subject=subject
         )
         enqueued = True
-        started = await _wait_for_pickup(
-            resources, target=target, subscription=subscription, request_id=request_id, subject=subject
-        )
-        return reader, await reader.first_content(started)
+        redispatches = 0
+        while True:
+            try:
+                started = await _wait_for_pickup(
+                    resources, target=target, reader=reader, request_id=request_id, subject=subject
+                )
+                return reader, await reader.first_content(started)
+            except LostBeforeContent as lost:
+                if redispatches >= MAX_REDISPATCHES:
+                    raise worker_lost() from None
+                redispatches += 1
+                await _redispatch(
+                    resources, target=target, function=function, payload=payload, request_id=request_id, lost=lost
+                )
+                reader.restart()
     except BaseException:
+        keys, redis, queue = resources.keys, resources.redis, target.queue
         resources.hub.close(subscription)
         if enqueued:  # e.g. the client left while it waited: nobody should run it (no-op once a worker took it)
             resources.spawn(withdraw_job(redis, queue=queue, job_id=request_id))
@@ -141,6 +171,45 @@ async def _enqueue(
         raise target.no_worker(subject) from None
 
 
+async def _redispatch(
+    resources: Resources,
+    *,
+    target: QueueTarget,
+    function: str,
+    payload: dict[str, Any],
+    request_id: str,
+    lost: LostBeforeContent,
+) -> None:
+    """Enqueue the job again after its worker died before sending its first content; 502 ``worker_lost`` when no
+    worker of the target is alive to take it.
+
+    The cancel goes first: should the worker only have looked dead (a heartbeat stalled past its TTL), it stops the
+    job, so two workers never answer one request. A cancel reaches only jobs running at that moment, not the job
+    enqueued after it.
+    """
+    settings, keys, redis = resources.settings, resources.keys, resources.redis
+    log.warning(
+        "request %s: worker %s stopped before sending any of the answer; enqueuing the job again",
+        request_id,
+        lost.worker_id,
+    )
+    await publish_cancel(redis, keys.cancel_channel, request_id)
+    try:
+        await requeue_job(
+            redis,
+            queue=target.queue,
+            wake_channel=keys.wake_channel(target.queue),
+            live_workers=target.live_workers,
+            heartbeat_ttl=settings.heartbeat_ttl,
+            function=function,
+            payload=payload,
+            job_id=request_id,
+            expires_s=settings.queue_wait_limit + 60,
+        )
+    except NoLiveWorker:
+        raise worker_lost() from None
+
+
 async def _wait_for_follower(resources: Resources, *, target: QueueTarget, subject: str) -> None:
     """Return once the target has a live worker, if a catalogue-following local worker is alive to start one.
 
@@ -159,16 +228,17 @@ async def _wait_for_follower(resources: Resources, *, target: QueueTarget, subje
 
 
 async def _wait_for_pickup(
-    resources: Resources, *, target: QueueTarget, subscription: Subscription, request_id: str, subject: str
+    resources: Resources, *, target: QueueTarget, reader: EventReader, request_id: str, subject: str
 ) -> StreamEvent:
-    """A worker's first event; 503 once every worker of the target has gone, or the queue has stalled.
+    """A worker's first event; 503 once every worker of the target has gone, or the queue has stalled;
+    ``LostBeforeContent`` when the worker that claimed the job died before its STARTED (``queue.claim_key``).
 
     Looking at the heartbeats each second means a killed worker costs a client seconds, not the whole timeout.
     A queue has stalled when, for ``pickup_timeout`` seconds while this job waited, no worker took a job off it or
     ran one. Busy workers keep their queue active (a local worker answers one request at a time), so a request
     behind others waits for its turn, up to ``queue_timeout``.
     """
-    settings, redis = resources.settings, resources.redis
+    settings, redis, subscription = resources.settings, resources.redis, reader.subscription
     waiting_since = time.monotonic()
     give_up = waiting_since + settings.queue_wait_limit
     deadline = waiting_since + settings.pickup_timeout
@@ -177,7 +247,7 @@ async def _wait_for_pickup(
             return await subscription.next_event(min(PICKUP_CHECK_S, max(0.0, deadline - time.monotonic())))
         except TimeoutError:
             pass
-        gone = not await redis.zcount(target.live_workers, time.time() - settings.heartbeat_ttl, "+inf")
+        gone = await _claimer_or_gone(resources, target=target, reader=reader, request_id=request_id)
         now = time.monotonic()
         if not gone and deadline <= now < give_up:
             active = await last_active(redis, target.queue)
@@ -201,3 +271,17 @@ async def _wait_for_pickup(
             raise NoWorkerAvailable(f"The request for {subject} was not served: {reason}.")
         if now >= deadline + settings.pickup_timeout:  # taken at the last moment, yet never started
             raise NoWorkerAvailable(f"The worker that took the request for {subject} never started it; retry.")
+
+
+async def _claimer_or_gone(resources: Resources, *, target: QueueTarget, reader: EventReader, request_id: str) -> bool:
+    """Whether every worker of the target has gone (one round trip); ``LostBeforeContent`` if the worker that
+    claimed the job has stopped heartbeating (a second one, only between a claim and its STARTED)."""
+    async with resources.redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(target.live_workers, time.time() - resources.settings.heartbeat_ttl, "+inf")
+        pipe.get(claim_key(target.queue, request_id))
+        live, claimer = await pipe.execute()
+    if claimer is not None:
+        worker_id = claimer.decode() if isinstance(claimer, bytes) else str(claimer)
+        if not await reader.worker_alive(worker_id):
+            raise LostBeforeContent(worker_id)
+    return not live

@@ -27,14 +27,37 @@ class WorkerLost(UpstreamError):
     code = "worker_lost"
 
 
-class EventReader:
-    """Reads one request's events, noticing long silence and a worker that stopped heartbeating."""
+def worker_lost() -> WorkerLost:
+    return WorkerLost("The worker serving this request stopped; retry the request.")
 
-    def __init__(self, resources: Resources, subscription: Subscription) -> None:
+
+class LostBeforeContent(Exception):  # a signal to ``dispatch``, not an error a client sees
+    """The worker that took a job stopped before any of its answer reached the client: the job may run again
+    (``dispatch.dispatch``)."""
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(worker_id)
+        self.worker_id = worker_id
+
+
+class EventReader:
+    """Reads one request's events, noticing long silence and a worker that stopped heartbeating.
+
+    Until ``first_content`` has returned, nothing of the answer has reached the client: a lost worker then raises
+    ``LostBeforeContent`` (the job may run again) instead of ending the request with a ``WorkerLost`` error.
+    """
+
+    def __init__(self, resources: Resources, subscription: Subscription, *, worker_kind: str = REMOTE_WORKER_KIND) -> None:
         self._resources = resources
         self.subscription = subscription
         self.worker_id: str | None = None
-        self.worker_kind = REMOTE_WORKER_KIND
+        self.worker_kind = worker_kind
+        self.relaying = False  # the first content event was handed out: the client may have part of the answer
+        self._last_event_at = time.monotonic()
+
+    def restart(self) -> None:
+        """For the same job enqueued again: no worker has it yet, and its silence counts from now."""
+        self.worker_id = None
         self._last_event_at = time.monotonic()
 
     async def next(self, *, keepalive_after: float | None = None) -> StreamEvent | None:
@@ -59,19 +82,23 @@ class EventReader:
             if now - self._last_event_at >= settings.stream_idle_timeout:
                 silent = now - self._last_event_at
                 return error_event(UpstreamTimeout(f"No data for {silent:.0f} s; the request was stopped."))
-            if self.worker_id is not None and not await self._worker_alive(self.worker_id):
-                return error_event(WorkerLost("The worker serving this request stopped; retry the request."))
+            if self.worker_id is not None and not await self.worker_alive(self.worker_id):
+                if not self.relaying:
+                    raise LostBeforeContent(self.worker_id)
+                return error_event(worker_lost())
             if keepalive_after is not None and now - called_at >= keepalive_after:
                 return None
 
-    async def _worker_alive(self, worker_id: str) -> bool:
+    async def worker_alive(self, worker_id: str) -> bool:
+        """Whether the worker (of ``worker_kind``) has sent a heartbeat within the heartbeat TTL."""
         resources = self._resources
         seen = await resources.redis.zscore(resources.keys.workers(self.worker_kind), worker_id)
         return seen is not None and time.time() - float(seen) < resources.settings.heartbeat_ttl
 
     async def first_content(self, received: StreamEvent) -> StreamEvent:
         """The first event after STARTED; an error there becomes an exception, so the client gets a plain
-        error response with the provider's status instead of a stream."""
+        error response with the provider's status instead of a stream. ``LostBeforeContent`` if the worker stops
+        before it."""
         event: StreamEvent | None = received
         if received.kind == EventKind.STARTED:
             meta = received.meta or {}
@@ -82,6 +109,7 @@ class EventReader:
         if event.kind == EventKind.ERROR:
             headers = (event.meta or {}).get("headers")  # a provider's Retry-After / x-ratelimit-*, if any
             raise RelayedError(event.status, event.data, headers=headers if isinstance(headers, dict) else None)
+        self.relaying = True
         return event
 
 

@@ -55,6 +55,7 @@ class AliasConsumers:
             functions=[func(inference, name=INFERENCE_FUNCTION, max_tries=1, timeout=settings.job_timeout)],
             queue_name=queue,
             wake_channel=keys.wake_channel(queue),
+            worker_id=self._context.worker_id,  # named by each claim (``queue.claim_key``)
             redis_pool=self._pool,
             max_jobs=1,
             poll_delay=settings.queue_poll_interval,

@@ -49,6 +49,7 @@ def build_worker(
         ],
         queue_name=keys.remote_queue,
         wake_channel=keys.wake_channel(keys.remote_queue),
+        worker_id=worker_id,  # each claim names this worker: the API re-dispatches a job it dies on before STARTED
         redis_pool=pool,
         max_jobs=settings.max_jobs,
         poll_delay=settings.queue_poll_interval,
