@@ -144,6 +144,23 @@ async def run_token_flows(gateway: Gateway, seen: Seen, *, token: str, session_i
         assert (await http.get("/bodhi/v1/models")).status_code == 200
 
 
+async def background_writes_landed(db: asyncpg.Connection, models: list[str], username: str) -> None:
+    """Wait for what the API writes off the request path (usage records every second, the token's last use), so
+    the database is searched with them in it."""
+    chats = 2 * len(models)  # run_chat_flows: each model streamed and not
+    for _ in range(100):
+        records = await db.fetchval("SELECT count(*) FROM usage_records WHERE model = ANY($1::text[])", models)
+        used = await db.fetchval(
+            "SELECT count(*) FROM api_tokens t JOIN users u ON u.id = t.user_id"
+            " WHERE u.username = $1 AND t.last_used_at IS NOT NULL",
+            username,
+        )
+        if records >= chats and used:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"after 10 s: {records} of {chats} usage records, {used} token uses recorded")
+
+
 def hits(secrets: dict[str, str], text: bytes | str) -> list[str]:
     raw = text if isinstance(text, bytes) else text.encode()
     return [name for name, secret in secrets.items() if secret.encode() in raw]
@@ -225,7 +242,7 @@ async def test_planted_secrets_appear_nowhere(
     # The keys did reach the provider, so every flow above carried them.
     bearers = {r.headers.get("authorization") for r in provider.requests + provider.model_list_requests}
     assert {f"Bearer {PROVIDER_KEY}", f"Bearer {TYPED_KEY}"} <= bearers
-    await asyncio.sleep(2.5)  # usage records are written every second; the last token use, in the background
+    await background_writes_landed(db, models, victim)
 
     secrets = {
         "provider key": PROVIDER_KEY,

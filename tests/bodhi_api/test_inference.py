@@ -242,10 +242,7 @@ async def test_a_job_no_worker_takes_is_withdrawn_with_503(
 
 async def upstream_has_seen(fake_upstream: FakeUpstream, model: str, count: int = 1) -> None:
     """Wait until the fake upstream has received ``count`` requests for ``model`` (a worker is running them)."""
-    deadline = time.monotonic() + 10
-    while len(fake_upstream.requests_for(model)) < count:
-        assert time.monotonic() < deadline, f"the upstream never saw {count} request(s) for {model}"
-        await asyncio.sleep(0.02)
+    await fake_upstream.has_seen(model, count)
 
 
 async def one_job_gateway(start_gateway: StartGateway, **settings: str) -> Gateway:
@@ -351,7 +348,12 @@ async def test_a_client_that_leaves_while_queued_withdraws_its_job(
         async for line in queued.aiter_lines():
             assert line == ": keep-alive"
             break  # the client leaves while its request still waits
-    await asyncio.sleep(1.5)  # time for the worker to take a next job, were there one
+    # The worker runs one job at a time, oldest first: once a request sent after the withdrawn one is served, the
+    # withdrawn one would have run before it, had it stayed in the queue.
+    sentinel = await register_upstream(Script(chunks=1))
+    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=30) as http:
+        after = await http.post("/v1/chat/completions", json={"model": sentinel, "messages": MESSAGES})
+    assert after.status_code == 200
 
     assert len(fake_upstream.requests_for(model)) == 1
     redis = aioredis.Redis.from_url(own.env["BODHI_REDIS_URL"])

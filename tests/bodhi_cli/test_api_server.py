@@ -12,7 +12,7 @@ import time
 import httpx
 
 from tests.conftest import RegisterUpstream, StartGateway
-from tests.support.fake_upstream import Script
+from tests.support.fake_upstream import FakeUpstream, Script
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -46,7 +46,7 @@ async def test_a_stream_in_flight_finishes_when_the_api_gets_sigterm_and_new_con
         reading = asyncio.ensure_future(stream_payloads(http, model, first))
         await asyncio.wait_for(first.wait(), 10)
         own.api.popen.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(own.api.wait_for_log, "Shutting down")  # uvicorn closes its sockets right after
         try:
             async with httpx.AsyncClient(base_url=own.base_url, timeout=2) as fresh:
                 refused: BaseException | None = None
@@ -64,7 +64,7 @@ async def test_a_stream_in_flight_finishes_when_the_api_gets_sigterm_and_new_con
 
 
 async def test_past_the_drain_timeout_a_stream_ends_in_band_and_a_waiting_request_gets_503(
-    start_gateway: StartGateway, register_upstream: RegisterUpstream
+    start_gateway: StartGateway, register_upstream: RegisterUpstream, fake_upstream: FakeUpstream
 ) -> None:
     own = await asyncio.to_thread(start_gateway, BODHI_DRAIN_TIMEOUT="1")
     model = await register_upstream(Script(chunks=50, delay=0.2))  # about 10 s
@@ -74,7 +74,7 @@ async def test_past_the_drain_timeout_a_stream_ends_in_band_and_a_waiting_reques
         reading = asyncio.ensure_future(stream_payloads(http, model, first))
         waiting = asyncio.ensure_future(http.post("/v1/chat/completions", json={"model": slow, "messages": MESSAGES}))
         await asyncio.wait_for(first.wait(), 10)
-        await asyncio.sleep(0.3)  # the slow request is with the worker
+        await fake_upstream.has_seen(slow)  # the slow request is with the worker
         own.api.popen.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         payloads = await asyncio.wait_for(reading, 20)  # a cut would raise httpx.RemoteProtocolError here

@@ -43,7 +43,7 @@ async def test_a_generation_in_flight_finishes_after_sigterm(
         await events.next(0.5)  # generating
         process.popen.terminate()
         stopped_at = time.monotonic()
-        await asyncio.sleep(0.2)
+        await asyncio.to_thread(process.wait_for_log, "draining")
         serving_while_draining = await local_api.alias_workers(alias)
         beating_while_draining = await local_api.redis.zscore(local_api.keys.workers(LOCAL_WORKER_KIND), worker_id)
         rest = await events.until_end(within=30)

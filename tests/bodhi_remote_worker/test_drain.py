@@ -95,7 +95,7 @@ async def test_a_stream_longer_than_the_drain_timeout_ends_in_band_and_no_new_jo
         await asyncio.wait_for(stream.first_chunk.wait(), 10)
         own.worker.popen.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
-        await asyncio.sleep(0.2)
+        await asyncio.to_thread(own.worker.wait_for_log, "draining")
         # Sent while the only worker drains: it must not take it, and the client hears so when that worker leaves.
         late = await http.post("/v1/chat/completions", json={"model": quick, "messages": MESSAGES})
         await asyncio.wait_for(reading, 20)
@@ -134,9 +134,9 @@ async def drain_one_while_the_other_serves(
         reading = asyncio.ensure_future(stream_chat(http, model, stream))
         await asyncio.wait_for(stream.first_chunk.wait(), 10)
         draining_pid = pid_of(stream.worker)
-        other = second if draining_pid == own.worker.popen.pid else own.worker
+        draining, other = (own.worker, second) if draining_pid == own.worker.popen.pid else (second, own.worker)
         os.kill(draining_pid, signal.SIGTERM)
-        await asyncio.sleep(0.2)
+        await asyncio.to_thread(draining.wait_for_log, "draining")
         late = [await http.post("/v1/chat/completions", json={"model": quick, "messages": MESSAGES}) for _ in range(3)]
         await asyncio.wait_for(reading, 20)
 
@@ -158,7 +158,7 @@ async def test_a_second_sigterm_ends_the_drain_at_once(
         reading = asyncio.ensure_future(stream_chat(http, model, stream))
         await asyncio.wait_for(stream.first_chunk.wait(), 10)
         own.worker.popen.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(own.worker.wait_for_log, "draining")
         assert not reading.done()  # draining
         own.worker.popen.send_signal(signal.SIGTERM)
         again_at = time.monotonic()

@@ -31,7 +31,8 @@ async def test_a_fresh_database_gets_only_the_tables_the_code_uses(postgres_serv
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
-        tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = {r["tablename"] for r in rows}
     finally:
         await conn.close()
         await drop_database(postgres_server_url, name)

@@ -23,11 +23,14 @@ async def test_a_claimed_job_leaves_the_queue_and_marks_it_active(redis_url: str
     pool = await create_queue_pool(redis_url)
     queue = f"{redis_prefix}:queue:test-{uuid.uuid4().hex[:8]}"
     live_workers = f"{queue}:workers"
-    running, release = asyncio.Event(), asyncio.Event()
+    running, release, ended = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         running.set()
-        await release.wait()
+        try:
+            await release.wait()
+        finally:
+            ended.set()
 
     worker = WakeableWorker(
         functions=[func(job, name="job", max_tries=1)],
@@ -41,8 +44,7 @@ async def test_a_claimed_job_leaves_the_queue_and_marks_it_active(redis_url: str
     )
     main = asyncio.ensure_future(worker.async_run())
     try:
-        await pool.zadd(live_workers, {"test-worker": time.time() + 60})
-        await asyncio.sleep(0.2)  # the worker listens on its wake channel
+        await pool.zadd(live_workers, {"test-worker": time.time() + 60})  # the worker finds it by polling or waking
         before = time.time()
         await enqueue_if_capacity(
             pool,
@@ -65,7 +67,8 @@ async def test_a_claimed_job_leaves_the_queue_and_marks_it_active(redis_url: str
         assert active >= before - 1
     finally:
         release.set()
-        await asyncio.sleep(0.2)  # the job ends
+        if running.is_set():
+            await asyncio.wait_for(ended.wait(), 5)
         main.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await main

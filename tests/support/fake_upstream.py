@@ -171,6 +171,13 @@ class FakeUpstream:
     def requests_for(self, model: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.body.get("model") == model]
 
+    async def has_seen(self, model: str, count: int = 1, *, within: float = 10) -> None:
+        """Wait until ``count`` requests for ``model`` have arrived (a worker is running them)."""
+        deadline = time.monotonic() + within
+        while len(self.requests_for(model)) < count:
+            assert time.monotonic() < deadline, f"the upstream never saw {count} request(s) for {model}"
+            await asyncio.sleep(0.02)
+
     def reset_model_list(self) -> None:
         """Put ``/v1/models`` back to listing the scripts to anyone."""
         self.models_required_key = None

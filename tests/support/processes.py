@@ -30,6 +30,14 @@ class BodhiProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, *, timeout: float = 10) -> None:
+        """Wait until the process has logged ``text``: the event itself, instead of a sleep that hopes for it."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout} s:\n{self.log_text()}")
+            time.sleep(0.02)
+
     def stop(self, timeout: float = 15) -> int:
         if self.popen.poll() is None:
             self.popen.terminate()
