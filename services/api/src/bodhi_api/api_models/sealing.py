@@ -6,6 +6,7 @@ it for that URL only. Rows sealed before keys were bound to URLs are re-bound wh
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import asyncpg
@@ -16,9 +17,13 @@ from bodhi_shared.crypto import LEGACY_VERSION, PublicKey, SealedSecret, key_bin
 log = logging.getLogger(__name__)
 
 
-def seal_api_key(settings: ApiSettings, api_key: str, *, row: str, base_url: str) -> tuple[bytes, str]:
-    """The sealed key (bound to ``row`` and ``base_url``) and its masked hint; the plaintext goes no further."""
-    sealed = seal(api_key, public_key=settings.load_worker_public_key(), binding=key_binding(row, base_url))
+async def seal_api_key(settings: ApiSettings, api_key: str, *, row: str, base_url: str) -> tuple[bytes, str]:
+    """The sealed key (bound to ``row`` and ``base_url``) and its masked hint; the plaintext goes no further.
+
+    The public key is read at each use, so a rotated key file is picked up without a restart: in a thread, as a
+    file read must not hold up the event loop."""
+    public_key = await asyncio.to_thread(settings.load_worker_public_key)
+    sealed = seal(api_key, public_key=public_key, binding=key_binding(row, base_url))
     return sealed.to_bytes(), key_hint(api_key)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -72,7 +73,8 @@ async def add_discovered_aliases(db: asyncpg.Pool) -> int:
 
     Returns how many were added."""
     added = 0
-    for found in discover_hf_models():
+    # It walks the cache's folders: in a thread, since the alias list calls it on a request (and start-up too).
+    for found in await asyncio.to_thread(discover_hf_models):
         async with db.acquire() as conn, conn.transaction():
             await lock_served_ids(conn)
             if await conn.fetchval("SELECT 1 FROM served_models WHERE model_id = $1", found.alias):

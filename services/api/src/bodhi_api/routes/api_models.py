@@ -118,7 +118,7 @@ async def api_formats(principal: AnyUser) -> ApiFormatList:
 async def api_models_create(body: ApiModelCreate, principal: PowerUser, resources: ResourcesDep) -> ApiModelPublic:
     check_upstream_host(body.base_url, allow_private=resources.settings.allow_private_upstreams)
     api_model_id = uuid.uuid4()
-    sealed, hint = seal_api_key(resources.settings, body.api_key, row=str(api_model_id), base_url=body.base_url)
+    sealed, hint = await seal_api_key(resources.settings, body.api_key, row=str(api_model_id), base_url=body.base_url)
     row = await create_api_model(
         resources.db,
         api_model_id=api_model_id,
@@ -142,7 +142,7 @@ async def _save(
     check_upstream_host(fields.base_url, allow_private=resources.settings.allow_private_upstreams)
     sealed, hint = (None, None)
     if api_key:
-        sealed, hint = seal_api_key(resources.settings, api_key, row=str(row["id"]), base_url=fields.base_url)
+        sealed, hint = await seal_api_key(resources.settings, api_key, row=str(row["id"]), base_url=fields.base_url)
     saved = await update_api_model(
         resources.db, api_model_id=row["id"], fields=fields, sealed_key=sealed, key_hint=hint
     )
@@ -191,7 +191,7 @@ async def _target_upstream(
     if body.id is not None and body.api_key:
         row = await _existing(resources, body.id)
         base_url = body.base_url or row["base_url"]
-        return _form_upstream(resources, base_url=base_url, api_key=body.api_key, request_id=request_id)
+        return await _form_upstream(resources, base_url=base_url, api_key=body.api_key, request_id=request_id)
     if body.id is not None:
         row = await _managed(resources, principal, body.id, action="test or fetch models with the key of")
         if body.base_url is not None and body.base_url != row["base_url"]:
@@ -208,13 +208,13 @@ async def _target_upstream(
             "Send `base_url` and `api_key` for a new API model, or the `id` of a saved one.",
             param="api_key" if body.base_url else "base_url",
         )
-    return _form_upstream(resources, base_url=body.base_url, api_key=body.api_key, request_id=request_id)
+    return await _form_upstream(resources, base_url=body.base_url, api_key=body.api_key, request_id=request_id)
 
 
-def _form_upstream(resources: Resources, *, base_url: str, api_key: str, request_id: str) -> Upstream:
+async def _form_upstream(resources: Resources, *, base_url: str, api_key: str, request_id: str) -> Upstream:
     check_upstream_host(base_url, allow_private=resources.settings.allow_private_upstreams)
     row = ephemeral_row(request_id)
-    sealed, _ = seal_api_key(resources.settings, api_key, row=row, base_url=base_url)
+    sealed, _ = await seal_api_key(resources.settings, api_key, row=row, base_url=base_url)
     return Upstream(base_url=base_url, key_row=row, sealed_key=sealed)
 
 

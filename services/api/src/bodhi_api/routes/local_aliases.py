@@ -14,6 +14,7 @@ from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound
 from bodhi_api.local_aliases.gguf_files import FoundFile, list_gguf_files
 from bodhi_api.local_aliases.schemas import (
+    AliasFields,
     GgufFile,
     GgufFileList,
     LocalAliasCreate,
@@ -43,6 +44,12 @@ def models_dir(resources: Resources) -> Path:
     return resources.settings.home / "models"
 
 
+async def checked_fields(body: LocalAliasFile, *, alias: str, resources: Resources) -> AliasFields:
+    """``alias_fields`` in a thread: finding the file (the HF cache's snapshots) and reading its header are disk
+    work, which must not hold up the event loop."""
+    return await asyncio.to_thread(alias_fields, body, alias=alias, models_dir=models_dir(resources))
+
+
 @router.get(BASE, response_model=LocalAliasList)
 async def aliases_list(principal: AnyUser, resources: ResourcesDep) -> LocalAliasList:
     if await add_discovered_aliases(resources.db):
@@ -52,7 +59,7 @@ async def aliases_list(principal: AnyUser, resources: ResourcesDep) -> LocalAlia
 
 @router.post(BASE, status_code=201, response_model=LocalAliasPublic)
 async def aliases_create(body: LocalAliasCreate, principal: PowerUser, resources: ResourcesDep) -> LocalAliasPublic:
-    fields = alias_fields(body, alias=body.alias, models_dir=models_dir(resources))
+    fields = await checked_fields(body, alias=body.alias, resources=resources)
     await save_alias(resources.db, fields, create=True)
     await aliases_changed(resources)
     return LocalAliasPublic.of(await _existing(resources, fields.alias))
@@ -87,7 +94,7 @@ async def aliases_update(
     if body.alias is not None and body.alias != alias:
         raise InvalidRequest("An alias cannot be renamed: create the new name and delete the old.", param="alias")
     await _existing(resources, alias)
-    fields = alias_fields(body, alias=alias, models_dir=models_dir(resources))
+    fields = await checked_fields(body, alias=alias, resources=resources)
     await save_alias(resources.db, fields, create=False)
     await aliases_changed(resources)
     return LocalAliasPublic.of(await _existing(resources, alias))

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -21,6 +22,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 def install_ui(app: FastAPI) -> None:
     """Serve the web UI from ``app``: its pages, its static files and its security headers."""
     app.state.ui_pages = Pages()
+    if not mimetypes.inited:  # the system's mime.types, read on the first static file unless read here, off the loop
+        mimetypes.init()
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_exception_handler(LoginRequired, redirect_to_login)
     app.add_exception_handler(RoleRequired, explain_role_required)

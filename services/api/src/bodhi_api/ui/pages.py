@@ -58,8 +58,16 @@ class Pages:
             undefined=jinja2.StrictUndefined,  # a misspelt variable fails the render instead of printing nothing
             trim_blocks=True,
             lstrip_blocks=True,
+            # Templates ship in the package and never change while the process runs: no file check on a render,
+            # and none ever dropped from the cache (a reload would read the file on the event loop).
+            auto_reload=False,
+            cache_size=-1,
         )
         self.env.globals.update(nav=NAV, static=STATIC_PATH, role_labels=ROLE_LABELS)
+        # Every template read and compiled now, as the app is built (before its event loop serves anything), so
+        # that rendering a page on a request touches no file.
+        for name in self.env.list_templates():
+            self.env.get_template(name)
 
     def render(self, template: str, context: dict[str, Any]) -> str:
         return self.env.get_template(template).render(context)
