@@ -122,7 +122,12 @@ class DrainingServer(uvicorn.Server):
 
 def serve_api(app: ASGIApp, *, drain_timeout: float, **config: Any) -> bool:
     """Serve ``app`` until SIGTERM/SIGINT, then drain for up to ``drain_timeout`` seconds; False if it never
-    started (the port taken, the lifespan failed)."""
+    started (the port taken, the lifespan failed).
+
+    uvicorn's loggers are left unconfigured (``log_config=None``): they propagate to the root handler of
+    ``bodhi_shared.logs``, so its lines have the process's format (``BODHI_LOG_FORMAT``) and request ids.
+    """
+    config.setdefault("log_config", None)
     cutoff = DrainCutoff(app)
     timeout = math.ceil(drain_timeout + BACKSTOP_S)
     server = DrainingServer(

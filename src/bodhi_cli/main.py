@@ -27,6 +27,7 @@ from bodhi_cli import accounts, keys
 from bodhi_cli.embedded import embedded_postgres, embedded_redis
 from bodhi_cli.supervisor import bodhi_command, run_children
 from bodhi_shared.crypto import load_or_create_key_pair
+from bodhi_shared.logs import configure_logging_from_environment
 from bodhi_shared.migrate import migrate_dsn
 from bodhi_shared.settings import DrainSettings, PostgresSettings, RedisSettings
 from bodhi_shared.worker_keys import KEYS_DIR
@@ -36,11 +37,6 @@ log = logging.getLogger("bodhi")
 
 class ServeSettings(PostgresSettings, RedisSettings):
     pass
-
-
-def configure_logging() -> None:
-    level = os.environ.get("BODHI_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @contextlib.contextmanager
@@ -61,6 +57,8 @@ def database_and_redis(settings: ServeSettings) -> Iterator[tuple[str, str]]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from bodhi_shared.worker_metrics import WorkerMetricsSettings
+
     settings = ServeSettings()
     # The embedded default's worker key pair: the API reads the public half, the worker the private one.
     load_or_create_key_pair(settings.home / KEYS_DIR)
@@ -85,6 +83,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "remote-worker": bodhi_command("remote-worker"),
             "local-worker": bodhi_command("local-worker"),  # on the CPU, serving every alias in the catalogue
         }
+        worker_metrics_port = WorkerMetricsSettings().worker_metrics_port
+        if worker_metrics_port:  # both workers read the variable: the local one takes the next port
+            children["local-worker"] += ["--metrics-port", str(worker_metrics_port + 1)]
         # Each child restarts if it dies; the drain timeout bounds how long they finish their work when stopped.
         return run_children(children, env=env, drain_timeout=DrainSettings().drain_timeout)
 
@@ -106,10 +107,10 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        # uvicorn would otherwise take the client address from X-Forwarded-For of any request from 127.0.0.1 (its
+        # The app reads X-Forwarded-* itself, from BODHI_TRUSTED_PROXIES only (``forwarded.ForwardedHeadersMiddleware``,
+        # which also honours -Host). uvicorn's own copy would otherwise believe X-Forwarded-For from 127.0.0.1 (its
         # default FORWARDED_ALLOW_IPS), which anyone on the host, or behind a local proxy, can set to anything.
-        proxy_headers=bool(settings.trusted_proxy_networks),
-        forwarded_allow_ips=settings.trusted_proxy_networks or None,
+        proxy_headers=False,
     )
     return 0 if started else 3  # uvicorn's own exit code for a server that failed to start
 
@@ -131,6 +132,8 @@ def cmd_local_worker(args: argparse.Namespace) -> int:
         overrides["gpu"] = args.gpu
     if args.models is not None:
         overrides["local_models"] = args.models
+    if args.metrics_port is not None:
+        overrides["worker_metrics_port"] = args.metrics_port
     settings = LocalWorkerSettings().model_copy(update=overrides)  # the options win over BODHI_GPU, ...
     pin_gpu(settings.gpu)  # first: before anything imports llama_cpp
 
@@ -174,13 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "local-worker":
             command.add_argument("--gpu", type=int, metavar="N", help="pin to GPU N (CUDA_VISIBLE_DEVICES=N)")
             command.add_argument("--models", metavar="A,B", help="serve these aliases (default: the whole catalogue)")
+            command.add_argument(
+                "--metrics-port", type=int, metavar="N", help="serve metrics on port N (BODHI_WORKER_METRICS_PORT)"
+            )
     accounts.add_parsers(sub, database_url=lambda: postgres_url(ServeSettings()))
     keys.add_parser(sub, database_url=lambda: postgres_url(ServeSettings()))
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    configure_logging()
+    configure_logging_from_environment()  # BODHI_LOG_LEVEL, BODHI_LOG_FORMAT: every command, children included
     args = build_parser().parse_args(argv)
     sys.exit(args.handler(args))
 

@@ -23,6 +23,7 @@ TOKEN_MANAGEMENT = "token-management"
 EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/ping"): PUBLIC,
     ("GET", "/health"): PUBLIC,
+    ("GET", "/ready"): PUBLIC,
     ("GET", "/bodhi/v1/info"): PUBLIC,
     ("POST", "/bodhi/v1/setup"): PUBLIC,
     ("POST", "/bodhi/v1/auth/login"): PUBLIC,

@@ -89,6 +89,7 @@ def test_routes_that_need_a_caller_document_401_and_403(gateway: Gateway, docume
         ("POST", "/v1/chat/completions", {"200", "400", "401", "403", "404", "413", "429", "502", "503", "504"}),
         ("GET", "/ping", {"200"}),
         ("GET", "/health", {"200", "503"}),
+        ("GET", "/ready", {"200", "503"}),
     ],
 )
 def test_the_statuses_a_route_can_answer_are_documented(

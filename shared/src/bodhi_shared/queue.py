@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from bodhi_shared.contract import pack, unpack
 from bodhi_shared.drain import finish_or_cancel
+from bodhi_shared.logs import bound_request_id
 from bodhi_shared.pubsub_listener import PubSubListener
 
 log = logging.getLogger(__name__)
@@ -384,7 +385,8 @@ class WakeableWorker(Worker):
                 self.sem.release()
                 continue
             self._last_active = time.monotonic()  # the claim noted it on the queue
-            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            with bound_request_id(job_id):  # job ids are request ids: arq's lines of the job name it too
+                task = self.loop.create_task(self.run_job(job_id, int(float(score))))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
 

@@ -5,11 +5,14 @@ build their settings at startup, never at import time.
 """
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bodhi_shared.redis_keys import RedisKeys
+
+LogFormat = Literal["text", "json"]
 
 
 class BodhiSettings(BaseSettings):
@@ -17,6 +20,8 @@ class BodhiSettings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path.home() / ".bodhi")
     log_level: str = "INFO"
+    # `json`: one JSON object per line (timestamp, level, logger, message, request_id, extras): bodhi_shared.logs
+    log_format: LogFormat = "text"
 
 
 class PostgresSettings(BodhiSettings):

@@ -14,16 +14,18 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive
 
+from bodhi_api import access_log
 from bodhi_api.auth.principal import Principal
 from bodhi_api.dispatch import QueueTarget, dispatch
 from bodhi_api.error_handlers import DependencyUnavailable, as_bodhi_error
 from bodhi_api.event_reader import EventReader
+from bodhi_api.metrics import UNKNOWN
 from bodhi_api.model_routing import Route, resolve_model
 from bodhi_api.relay import SSE_DONE, SSE_KEEPALIVE, Outcome, Relay, sse_data
 from bodhi_api.resources import Resources
 from bodhi_api.usage import UsageRecord, tokens_of
 from bodhi_shared.contract import INFERENCE_FUNCTION, Endpoint, EventKind, InferenceJob, StreamEvent
-from bodhi_shared.errors import BodhiError
+from bodhi_shared.errors import BodhiError, ModelNotFound
 from bodhi_shared.openai_wire import parse_inference_request
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,13 @@ def upstream_body(body: dict[str, Any], route: Route, *, stream: bool) -> tuple[
     return json.dumps(body).encode(), relay_usage_chunk
 
 
+def api_model_label(route: Route) -> str:
+    """The metrics label of where ``route`` goes: its API model's name, or its local alias."""
+    if route.upstream is not None:
+        return route.upstream.api_model_name or UNKNOWN
+    return route.local.alias if route.local is not None else UNKNOWN
+
+
 class RequestTimer:
     """Times one request and turns its outcome into a usage record and metrics."""
 
@@ -90,7 +99,7 @@ class RequestTimer:
         ttft = None if self.first_at is None else self.first_at - self.started
         prompt, completion, total = tokens_of(outcome.usage)
         metrics = self.resources.metrics
-        metrics.requests.labels(self.model, outcome.status).inc()
+        metrics.requests.labels(self.model, api_model_label(self.route), outcome.status, str(outcome.http_status)).inc()
         metrics.duration.labels(self.model).observe(now - self.started)
         if ttft is not None:
             metrics.ttft.labels(self.model).observe(ttft)
@@ -129,7 +138,13 @@ async def run_inference(
     """``receive`` is the request's ASGI channel, its body already read: a client that disconnects before the
     answer (or, for a stream, before its response starts) cancels the job."""
     request, body = parse_inference_request(raw_body, endpoint=endpoint)
-    route = await resolve_model(resources.db, request.model, cache=resources.route_cache)
+    try:
+        route = await resolve_model(resources.db, request.model, cache=resources.route_cache)
+    except ModelNotFound as exc:  # counted under `unknown`: a client's string never becomes a label
+        access_log.note(model=UNKNOWN)
+        resources.metrics.requests.labels(UNKNOWN, UNKNOWN, "error", str(exc.status_code)).inc()
+        raise
+    access_log.note(model=route.model)
     stream = request.stream and endpoint == Endpoint.CHAT_COMPLETIONS
     payload, relay_usage_chunk = upstream_body(body, route, stream=stream)
     job = InferenceJob(

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from bodhi_api.auth.principal import authenticate
 from bodhi_api.auth.sessions import COOKIE_NAME
 from bodhi_api.deps import get_resources
+from bodhi_api.routes.usage import metrics_reader
 from bodhi_shared.clean_text import LINE_PATTERN
 from bodhi_shared.openai_wire import MAX_MODEL_ID
 
@@ -161,7 +162,8 @@ def _correct(operation: dict[str, Any], *, route: APIRoute, method: str) -> None
             "content": operation["responses"]["200"].get("content", {JSON: {"schema": {"type": "object"}}}),
         }
     operation["responses"].pop("422", None)
-    authenticated = _depends_on(route.dependant, authenticate)
+    # `/metrics` authenticates through `metrics_reader` (unless BODHI_METRICS_PUBLIC): documented as by default.
+    authenticated = _depends_on(route.dependant, authenticate) or _depends_on(route.dependant, metrics_reader)
     if authenticated:
         operation["security"] = [{"bearerToken": []}, {"sessionCookie": []}]
     for status in _statuses(operation, route=route, method=method, authenticated=authenticated):

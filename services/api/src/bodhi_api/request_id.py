@@ -13,6 +13,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bodhi_shared.logs import bind_request_id
+
 HEADER = b"x-request-id"
 SERVER_HEADER = b"x-bodhi-request-id"
 _ACCEPTABLE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -33,6 +35,10 @@ class RequestIdMiddleware:
         request_id = uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"], state["client_request_id"] = request_id, client_request_id
+        # Every line logged for this request carries its id (``bodhi_shared.logs``). Not reset on the way out: the
+        # request's task ends with it, and the lines logged after this middleware returns (the handler of an
+        # unexpected error, uvicorn's own) belong to the request too.
+        bind_request_id(request_id)
         if client_request_id is not None:  # so an operator handed the client's id finds the server's in the logs
             log.info(
                 "request %s: %s %s has X-Request-Id %s", request_id, scope["method"], scope["path"], client_request_id

@@ -29,11 +29,17 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings, Upst
     # Jobs waiting in the queue beyond which new requests get 429.
     queue_depth_limit: int = 1_000
     # Comma-separated IPs/CIDRs of the reverse proxies in front of the API. Only a request whose TCP peer is one of
-    # them has its client address (the login limit's) and scheme taken from X-Forwarded-For / -Proto; empty: those
-    # headers are ignored, since any client can send them.
+    # them has its client address (the login limit's), scheme and host taken from X-Forwarded-For / -Proto / -Host
+    # (``forwarded.ForwardedHeadersMiddleware``); empty: those headers are ignored, since any client can send them.
     trusted_proxies: str = ""
     # Request bodies larger than this get 413 (``body_limit.BodyLimitMiddleware``) before they are read whole.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    # `GET /metrics` without credentials (by default any signed-in user or token may read it).
+    metrics_public: bool = False
+    # Also serve the metrics, unauthenticated, on this port (prometheus-client's server, in this process); at
+    # `metrics_host`, by default the API's own `host`.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str | None = None
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -8,6 +8,7 @@ body is the alias. A cancelled job publishes nothing more: its generation stops 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from bodhi_local_worker import request_params
@@ -19,6 +20,7 @@ from bodhi_shared.errors import BodhiError, InvalidRequest
 from bodhi_shared.event_publisher import EventPublisher
 from bodhi_shared.job_runner import run_inference_job
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND
+from bodhi_shared.worker_metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from bodhi_local_worker.engine import MeteredLlama
@@ -36,6 +38,7 @@ async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         worker_id=worker.worker_id,
         kind=LOCAL_WORKER_KIND,
         answer=lambda events: answer(worker, job, events),
+        metrics=worker.metrics,
     )
 
 
@@ -55,9 +58,13 @@ async def answer(worker: LocalWorkerContext, job: InferenceJob, events: EventPub
         async with worker.models.use(local) as llm:
             if job.endpoint == Endpoint.EMBEDDINGS:
                 return await embeddings(llm, local, request, inputs)
+            started = time.perf_counter()
             if job.stream:
-                return await streamed_chat(llm, local, job=job, request=request, params=params, events=events)
-            return await chat(llm, local, params)
+                done = await streamed_chat(llm, local, job=job, request=request, params=params, events=events)
+            else:
+                done = await chat(llm, local, params)
+            count_generation(worker.metrics, local.alias, done, seconds=time.perf_counter() - started)
+            return done
     except ModelLoadFailed as exc:
         log.error("alias %s: loading %s failed: %s", local.alias, local.path, exc)
         raise BodhiError(f"The local model '{local.alias}' could not be loaded.") from None
@@ -68,6 +75,13 @@ async def answer(worker: LocalWorkerContext, job: InferenceJob, events: EventPub
     except Exception:
         log.exception("request %s: the local model %s failed", job.request_id, local.alias)
         raise BodhiError(f"The local model '{local.alias}' failed to answer.") from None
+
+
+def count_generation(metrics: WorkerMetrics, alias: str, done: StreamEvent, *, seconds: float) -> None:
+    """A finished generation's completion tokens and time, for the alias's tokens per second."""
+    completion = (done.usage or {}).get("completion_tokens")
+    metrics.generated_tokens.labels(alias).inc(completion if isinstance(completion, int) and completion > 0 else 0)
+    metrics.generation_seconds.labels(alias).inc(seconds)
 
 
 async def embeddings(llm: MeteredLlama, local: LocalModel, request: dict[str, Any], inputs: list[str]) -> StreamEvent:

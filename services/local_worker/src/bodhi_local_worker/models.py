@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import json
 import logging
 import time
@@ -86,6 +88,11 @@ class ModelCache:
         """The keys of the loaded models, least recently used first."""
         return list(self._entries)
 
+    @property
+    def loaded_count(self) -> int:
+        """How many models are loaded: safe to read from another thread (a metrics scrape)."""
+        return len(self._entries)
+
     @contextlib.asynccontextmanager
     async def use(self, local: LocalModel) -> AsyncIterator[MeteredLlama]:
         """The loaded model of ``local`` (loaded now if need be), held for this caller alone."""
@@ -112,7 +119,9 @@ class ModelCache:
 
     async def _load(self, key: ModelKey, local: LocalModel) -> _Loaded:
         log.info("loading %s for alias %s", local.path, local.alias)
-        future = asyncio.get_running_loop().run_in_executor(None, self._load_model, local, self._gpu)
+        # In the job's context: the lines logged while loading name the request that asked for the model.
+        load = functools.partial(contextvars.copy_context().run, self._load_model, local, self._gpu)
+        future = asyncio.get_running_loop().run_in_executor(None, load)
         try:
             await settle(future)
         except asyncio.CancelledError:

@@ -1,7 +1,8 @@
 from bodhi_shared.settings import DrainSettings, RedisSettings
+from bodhi_shared.worker_metrics import WorkerMetricsSettings
 
 
-class LocalWorkerSettings(RedisSettings, DrainSettings):
+class LocalWorkerSettings(RedisSettings, DrainSettings, WorkerMetricsSettings):
     """Settings of a local worker (``BODHI_*`` environment variables; ``--gpu`` and ``--models`` override two)."""
 
     # Models kept loaded between requests; loading another unloads the least recently used.

@@ -28,6 +28,7 @@ from bodhi_shared.drain import StopSignals
 from bodhi_shared.heartbeat import heartbeating, new_worker_id
 from bodhi_shared.queue import create_queue_pool
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND
+from bodhi_shared.worker_metrics import WorkerMetrics, serving_worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ async def run_local_worker(settings: LocalWorkerSettings) -> None:
     cancels = CancelRegistry(pool, keys.cancel_channel)
     await cancels.start()
     models = ModelCache(settings.local_max_loaded_models, gpu=settings.gpu)
-    context = LocalWorkerContext(settings=settings, redis=pool, models=models, cancels=cancels, worker_id=worker_id)
+    metrics = WorkerMetrics()
+    metrics.loaded_models.set_function(lambda: models.loaded_count)
+    context = LocalWorkerContext(
+        settings=settings, redis=pool, models=models, cancels=cancels, worker_id=worker_id, metrics=metrics
+    )
     named = settings.model_aliases
     consumers = AliasConsumers(pool, context, follows_catalogue=named is None)
     watch = CatalogueWatch(pool, keys.local_worker_control)
@@ -59,14 +64,17 @@ async def run_local_worker(settings: LocalWorkerSettings) -> None:
     try:
         if named is None:
             await watch.start()  # before the first read of the catalogue: no change in between is missed
-        async with heartbeating(
-            pool,
-            keys,
-            kind=LOCAL_WORKER_KIND,
-            worker_id=worker_id,
-            queue=described,
-            interval=settings.heartbeat_interval,
-            ttl=settings.heartbeat_ttl,
+        async with (
+            serving_worker_metrics(settings, metrics),
+            heartbeating(
+                pool,
+                keys,
+                kind=LOCAL_WORKER_KIND,
+                worker_id=worker_id,
+                queue=described,
+                interval=settings.heartbeat_interval,
+                ttl=settings.heartbeat_ttl,
+            ),
         ):
             try:
                 await serve_until(signals.drain, pool, settings, consumers, changed=watch.changed)

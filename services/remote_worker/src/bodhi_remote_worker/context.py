@@ -1,6 +1,6 @@
 """The typed context every remote-worker job receives (arq hands jobs a dict; this is what it holds)."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -11,6 +11,7 @@ from bodhi_remote_worker.upstream import Provider
 from bodhi_shared.cancellation import CancelRegistry
 from bodhi_shared.contract import EventKind, ProviderCheckJob, StreamEvent, Upstream
 from bodhi_shared.worker_keys import WorkerKeyring
+from bodhi_shared.worker_metrics import WorkerMetrics
 
 CONTEXT_KEY = "bodhi"
 
@@ -23,6 +24,7 @@ class RemoteWorkerContext:
     keyring: WorkerKeyring
     cancels: CancelRegistry
     worker_id: str
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     def provider(self, upstream: Upstream) -> Provider:
         """Open the sealed key: the only place a provider key exists in plain text."""

@@ -7,12 +7,13 @@ import logging
 from typing import Any
 
 from bodhi_remote_worker.context import RemoteWorkerContext, context_of
-from bodhi_remote_worker.upstream import forward, stream_sse
+from bodhi_remote_worker.upstream import Provider, forward, stream_sse
 from bodhi_shared.contract import EventKind, InferenceJob, StreamEvent
-from bodhi_shared.errors import BodhiError, UpstreamHTTPError
+from bodhi_shared.errors import BodhiError, UpstreamError, UpstreamHTTPError
 from bodhi_shared.event_publisher import EventPublisher
 from bodhi_shared.job_runner import run_inference_job
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
+from bodhi_shared.worker_metrics import ProviderCall
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         worker_id=worker.worker_id,
         kind=REMOTE_WORKER_KIND,
         answer=lambda events: relay(worker, job, events),
+        metrics=worker.metrics,
     )
 
 
@@ -47,6 +49,19 @@ async def _answer(worker: RemoteWorkerContext, job: InferenceJob, events: EventP
     if job.upstream is None:
         raise BodhiError(f"Request {job.request_id} reached a remote worker without a provider.")
     provider = worker.provider(job.upstream)
+    call = worker.metrics.provider_call(job.upstream.api_model_name)
+    try:
+        answered = await _call(worker, job, provider, events, call)
+    except UpstreamError as exc:
+        call.failed(exc)
+        raise
+    call.done()
+    return answered
+
+
+async def _call(
+    worker: RemoteWorkerContext, job: InferenceJob, provider: Provider, events: EventPublisher, call: ProviderCall
+) -> StreamEvent:
     endpoint, client_request_id = job.endpoint, job.client_request_id
     if not job.stream:
         body = await forward(worker.http, provider, job.body, endpoint=endpoint, client_request_id=client_request_id)
@@ -54,6 +69,7 @@ async def _answer(worker: RemoteWorkerContext, job: InferenceJob, events: EventP
     usage = None
     chunks = stream_sse(worker.http, provider, job.body, endpoint=endpoint, client_request_id=client_request_id)
     async for data in chunks:
+        call.first_byte()
         if b'"usage"' in data and (found := usage_in(data)) is not None:
             usage = found
             if not job.relay_usage_chunk and is_usage_only(data):

@@ -1,8 +1,11 @@
 from bodhi_shared.settings import DrainSettings, RedisSettings, UpstreamPolicySettings
 from bodhi_shared.worker_keys import WorkerPrivateKeySettings
+from bodhi_shared.worker_metrics import WorkerMetricsSettings
 
 
-class RemoteWorkerSettings(RedisSettings, WorkerPrivateKeySettings, UpstreamPolicySettings, DrainSettings):
+class RemoteWorkerSettings(
+    RedisSettings, WorkerPrivateKeySettings, UpstreamPolicySettings, DrainSettings, WorkerMetricsSettings
+):
     """Settings of a remote worker (``BODHI_*`` environment variables)."""
 
     max_jobs: int = 200

@@ -20,20 +20,33 @@ from bodhi_shared.heartbeat import heartbeating, new_worker_id
 from bodhi_shared.queue import WakeableWorker, create_queue_pool
 from bodhi_shared.redis_keys import REMOTE_WORKER_KIND
 from bodhi_shared.worker_keys import WorkerKeyring
+from bodhi_shared.worker_metrics import WorkerMetrics, serving_worker_metrics
 
 log = logging.getLogger(__name__)
 
 
 def build_worker(
-    settings: RemoteWorkerSettings, pool: ArqRedis, *, worker_id: str, cancels: CancelRegistry
+    settings: RemoteWorkerSettings,
+    pool: ArqRedis,
+    *,
+    worker_id: str,
+    cancels: CancelRegistry,
+    metrics: WorkerMetrics | None = None,
 ) -> WakeableWorker:
     keys = settings.redis_keys
     keyring = WorkerKeyring(settings)
     http = provider_client(settings)
+    counted = metrics or WorkerMetrics()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx[CONTEXT_KEY] = RemoteWorkerContext(
-            settings=settings, redis=ctx["redis"], http=http, keyring=keyring, cancels=cancels, worker_id=worker_id
+            settings=settings,
+            redis=ctx["redis"],
+            http=http,
+            keyring=keyring,
+            cancels=cancels,
+            worker_id=worker_id,
+            metrics=counted,
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -72,21 +85,25 @@ async def run_remote_worker(settings: RemoteWorkerSettings) -> None:
     signals.install(asyncio.get_running_loop())
     cancels = CancelRegistry(pool, keys.cancel_channel)
     await cancels.start()
-    worker = build_worker(settings, pool, worker_id=worker_id, cancels=cancels)
+    metrics = WorkerMetrics()
+    worker = build_worker(settings, pool, worker_id=worker_id, cancels=cancels, metrics=metrics)
     main = asyncio.ensure_future(worker.async_run())
     log.info("remote worker %s consuming %s", worker_id, keys.remote_queue)
     try:
         # The heartbeat goes on while draining: the API checks it to tell a job that runs from one whose worker
         # died, and this worker's heartbeat set is also what it sends remote jobs by. So new requests may still be
         # queued meanwhile: other workers take them; this one claims none.
-        async with heartbeating(
-            pool,
-            keys,
-            kind=REMOTE_WORKER_KIND,
-            worker_id=worker_id,
-            queue=keys.remote_queue,
-            interval=settings.heartbeat_interval,
-            ttl=settings.heartbeat_ttl,
+        async with (
+            serving_worker_metrics(settings, metrics),
+            heartbeating(
+                pool,
+                keys,
+                kind=REMOTE_WORKER_KIND,
+                worker_id=worker_id,
+                queue=keys.remote_queue,
+                interval=settings.heartbeat_interval,
+                ttl=settings.heartbeat_ttl,
+            ),
         ):
             await _until_stopped(main, signals)
             cancelled = await worker.drain(within=settings.drain_timeout, now=signals.now)

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
+from bodhi_api import access_log
 from bodhi_api.auth.api_tokens import parse_token
 from bodhi_api.auth.roles import Role
 from bodhi_api.auth.sessions import COOKIE_NAME, session_user_id
@@ -41,6 +42,12 @@ def check_same_origin(request: Request) -> None:
 
 
 async def authenticate(request: Request, resources: ResourcesDep) -> Principal:
+    principal = await _authenticate(request, resources)
+    access_log.note(user_id=principal.user.id)  # the request's access line names who made it
+    return principal
+
+
+async def _authenticate(request: Request, resources: ResourcesDep) -> Principal:
     authorization = request.headers.get("authorization")
     if authorization is not None:
         return await _from_bearer(resources, authorization)

@@ -27,8 +27,8 @@ class LoginRequest(BaseModel):
 @router.post("/bodhi/v1/auth/login")
 async def login(body: LoginRequest, request: Request, response: Response, resources: ResourcesDep) -> dict[str, str]:
     check_same_origin(request)
-    # The TCP peer, or the X-Forwarded-For address only when that peer is a trusted proxy (uvicorn's
-    # ProxyHeadersMiddleware, configured from BODHI_TRUSTED_PROXIES in `bodhi api`).
+    # The TCP peer, or the X-Forwarded-For address only when that peer is a trusted proxy
+    # (``forwarded.ForwardedHeadersMiddleware``, from BODHI_TRUSTED_PROXIES).
     client = request.client.host if request.client else "unknown"
     limit_key = {"username": body.username, "client": client}
     await reserve_login_attempt(resources.redis, resources.keys, **limit_key)  # counts as failed until it succeeds

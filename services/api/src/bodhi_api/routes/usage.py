@@ -6,14 +6,13 @@ import time
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from bodhi_api.auth.principal import AnyUser
+from bodhi_api.auth.principal import AnyUser, authenticate
 from bodhi_api.auth.roles import Role
 from bodhi_api.deps import ResourcesDep
-from bodhi_shared.redis_keys import LOCAL_WORKER_KIND, REMOTE_WORKER_KIND
 
 router = APIRouter(tags=["usage"])
 
@@ -53,16 +52,15 @@ async def usage_summary(
     }
 
 
-@router.get("/metrics", response_model=None)
-async def metrics(principal: AnyUser, resources: ResourcesDep) -> Response:
-    m, keys, ttl = resources.metrics, resources.keys, resources.settings.heartbeat_ttl
-    now = time.time()
-    async with resources.redis.pipeline(transaction=False) as pipe:
-        pipe.zcard(keys.remote_queue)
-        for kind in (REMOTE_WORKER_KIND, LOCAL_WORKER_KIND):
-            pipe.zcount(keys.workers(kind), now - ttl, "+inf")
-        depth, remote, local = await pipe.execute()
-    m.queue_depth.labels(keys.remote_queue).set(depth)
-    m.workers.labels(REMOTE_WORKER_KIND).set(remote)
-    m.workers.labels(LOCAL_WORKER_KIND).set(local)
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics_reader(request: Request, resources: ResourcesDep) -> None:
+    """Any signed-in user (or token) may read ``/metrics``; anyone at all with ``BODHI_METRICS_PUBLIC=true``."""
+    if not resources.settings.metrics_public:
+        await authenticate(request, resources)  # every authenticated caller has at least the role `user`
+
+
+@router.get("/metrics", response_model=None, dependencies=[Depends(metrics_reader)])
+async def metrics(resources: ResourcesDep) -> Response:
+    await resources.metrics.observe_backends(
+        resources.redis, resources.keys, heartbeat_ttl=resources.settings.heartbeat_ttl, now=time.time()
+    )
+    return Response(generate_latest(resources.metrics.registry), media_type=CONTENT_TYPE_LATEST)
