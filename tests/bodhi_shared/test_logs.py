@@ -72,3 +72,18 @@ def test_text_lines_name_the_request_at_their_end(
     during, after = out.getvalue().splitlines()
     assert during.endswith("INFO bodhi.test_logs: during [request r2]")
     assert after.endswith("INFO bodhi.test_logs: after")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_arqs_job_start_line_leaves_out_the_jobs_arguments(log_format: str) -> None:
+    """arq logs the start of each job with its arguments: the client's prompt and the sealed key."""
+    logger, out = logging.getLogger("arq.worker"), io.StringIO()
+    handler = build_handler("json" if log_format == "json" else "text", out)
+    logger.addHandler(handler)
+    try:
+        logger.warning("%6.2fs → %s(%s)%s", 0.01, "abc:inference", "{'body': b'my secret prompt'}", "")
+    finally:
+        logger.removeHandler(handler)
+
+    assert "secret prompt" not in out.getvalue()
+    assert "abc:inference(...)" in out.getvalue()

@@ -58,6 +58,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class JobArgumentsFilter(logging.Filter):
+    """Drops the job's arguments from arq's job-start line (``0.01s → <id>:inference(<args>)``, logged as ``(...)``): they are the
+    client's request (its prompt) and the sealed provider key, which belong in no log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        starting = record.name == "arq.worker" and "→" in str(record.msg)
+        if starting and isinstance(record.args, tuple) and len(record.args) == ARQ_START_ARGS:
+            record.args = (*record.args[:2], "...", *record.args[3:])
+        return True
+
+
+ARQ_START_ARGS = 4  # arq 0.28's '%6.2fs → %s(%s)%s': wait, job, arguments, extra
+
+
 class TextFormatter(logging.Formatter):
     """``TEXT_FORMAT``, with `` [request <id>]`` appended to the lines of a request."""
 
@@ -86,6 +100,7 @@ def build_handler(log_format: LogFormat, stream: TextIO | None = None) -> loggin
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(json_formatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(JobArgumentsFilter())
     return handler
 
 
