@@ -59,8 +59,8 @@ class RequestIdFilter(logging.Filter):
 
 
 class JobArgumentsFilter(logging.Filter):
-    """Drops the job's arguments from arq's job-start line (``0.01s → <id>:inference(<args>)``, logged as ``(...)``): they are the
-    client's request (its prompt) and the sealed provider key, which belong in no log."""
+    """Drops the job's arguments from arq's job-start line (``0.01s → <id>:inference(<args>)``, logged with
+    ``(...)``): they are the client's request (its prompt) and the sealed provider key, which belong in no log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         starting = record.name == "arq.worker" and "→" in str(record.msg)

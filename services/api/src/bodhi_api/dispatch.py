@@ -96,6 +96,8 @@ async def dispatch(
     client nothing: the same job, under the same id, is enqueued again for another worker (``_redispatch``), at
     most ``MAX_REDISPATCHES`` times; past that, or with no worker left, the client gets 502 ``worker_lost``.
     """
+    keys, redis = resources.keys, resources.redis
+    queue = target.queue
     if not resources.hub.up:  # the worker's answer could not reach this replica: refuse now, not after a timeout
         raise DependencyUnavailable("The gateway lost its connection to Redis and is reconnecting; retry shortly.")
     subscription = resources.hub.open(request_id)  # before the job exists: no event can be missed
@@ -122,7 +124,6 @@ async def dispatch(
                 )
                 reader.restart()
     except BaseException:
-        keys, redis, queue = resources.keys, resources.redis, target.queue
         resources.hub.close(subscription)
         if enqueued:  # e.g. the client left while it waited: nobody should run it (no-op once a worker took it)
             resources.spawn(withdraw_job(redis, queue=queue, job_id=request_id))

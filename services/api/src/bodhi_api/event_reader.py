@@ -47,7 +47,9 @@ class EventReader:
     ``LostBeforeContent`` (the job may run again) instead of ending the request with a ``WorkerLost`` error.
     """
 
-    def __init__(self, resources: Resources, subscription: Subscription, *, worker_kind: str = REMOTE_WORKER_KIND) -> None:
+    def __init__(
+        self, resources: Resources, subscription: Subscription, *, worker_kind: str = REMOTE_WORKER_KIND
+    ) -> None:
         self._resources = resources
         self.subscription = subscription
         self.worker_id: str | None = None
