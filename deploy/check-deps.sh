@@ -24,9 +24,9 @@ run() {  # directory [deptry options...]
 run .
 # pydantic_core comes with pydantic (which pins it exactly).
 run shared --per-rule-ignores "DEP003=pydantic_core"
-# arq, asyncpg, pydantic, redis through bodhi-shared; pydantic_core through pydantic; starlette through fastapi.
-run services/api --per-rule-ignores "DEP003=arq|asyncpg|pydantic|pydantic_core|redis|starlette"
+# pydantic_core through pydantic, which pins it exactly.
+run services/api --per-rule-ignores "DEP003=pydantic_core"
 # uvloop: declared for the `bodhi remote-worker` / `bodhi local-worker` commands (src/bodhi_cli), which run the
-# worker on it; the member's own code does not import it. arq, redis through bodhi-shared; httpcore through httpx.
-run services/remote_worker --per-rule-ignores "DEP002=uvloop,DEP003=arq|redis|httpcore"
-run services/local_worker --per-rule-ignores "DEP002=uvloop,DEP003=arq|redis"
+# worker on it; the member's own code does not import it.
+run services/remote_worker --per-rule-ignores "DEP002=uvloop"
+run services/local_worker --per-rule-ignores "DEP002=uvloop"
