@@ -56,6 +56,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/v1/models"): "user",
     ("GET", "/v1/models/{model_id:path}"): "user",
     ("POST", "/v1/chat/completions"): "user",
+    ("POST", "/v1/completions"): "user",
     ("POST", "/v1/embeddings"): "user",
     ("GET", "/bodhi/v1/usage"): "user",
     ("GET", "/metrics"): "user",

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from bodhi_local_worker.request_params import chat_params, embedding_inputs, embeddings_body
+from bodhi_local_worker.request_params import chat_params, completion_params, embedding_inputs, embeddings_body
 from bodhi_shared.errors import InvalidRequest
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -63,3 +63,49 @@ def test_base64_embeddings_are_little_endian_float32() -> None:
     body = json.loads(embeddings_body({"encoding_format": "base64"}, [[1.0, -2.5]], model="m", prompt_tokens=3))
     assert struct.unpack("<2f", base64.b64decode(body["data"][0]["embedding"])) == (1.0, -2.5)
     assert body["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+
+
+def test_completion_params_keep_what_llama_cpp_understands() -> None:
+    params = completion_params(
+        {
+            "model": "tiny",
+            "prompt": ["Once upon"],
+            "max_tokens": 5,
+            "top_logprobs": 2,  # a chat field: not an argument of create_completion
+            "logprobs": 1,
+            "echo": True,
+            "suffix": " the end",
+            "stop": "\n",
+            "stream_options": {"include_usage": True},
+        }
+    )
+    assert params == {
+        "prompt": "Once upon",
+        "max_tokens": 5,
+        "logprobs": 1,
+        "echo": True,
+        "suffix": " the end",
+        "stop": ["\n"],
+    }
+    assert completion_params({"prompt": [[1, 2, 3]]}) == {"prompt": [1, 2, 3]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"prompt": ["one", "two"]},
+        {"prompt": []},
+        {"prompt": [1, "two"]},
+        {"prompt": [True]},
+        {"prompt": "hi", "n": 2},
+        {"prompt": "hi", "best_of": 3},
+        {"prompt": "hi", "echo": 1},
+        {"prompt": "hi", "suffix": 1},
+        {"prompt": "hi", "logprobs": True},
+        {"prompt": "hi", "max_tokens": "8"},
+    ],
+)
+def test_malformed_completion_bodies_are_invalid_requests(body: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequest):
+        completion_params(body)

@@ -244,3 +244,49 @@ async def test_a_stream_request_answered_with_a_web_page_is_an_error(fake_upstre
     with pytest.raises(UpstreamError, match="answered a stream request with text/html") as caught:
         await stream_of(fake_upstream, "sse-html", script)
     assert caught.value.code == "upstream_malformed_stream"
+
+
+def multi_line_event(payload: Any) -> bytes:
+    """``payload`` as pretty-printed JSON, one ``data:`` line per line: valid SSE, joined with "\\n" by a reader."""
+    lines = json.dumps(payload, indent=2).split("\n")
+    return "".join(f"data: {line}\n" for line in lines).encode() + b"\n"
+
+
+async def test_a_payload_over_several_data_lines_is_one_payload_on_one_line(fake_upstream: FakeUpstream) -> None:
+    """Before, each `data:` line was read as an event of its own: `{` alone, not a JSON object."""
+    payloads: list[bytes] = []
+    raw = [multi_line_event(CHUNK), b'data: {\r\ndata: "choices": []}\r\n\r\n', event(LAST), b"data: [DONE]\n\n"]
+    await stream_of(fake_upstream, "sse-multi-line", Script(raw_stream=raw), payloads)
+
+    assert [json.loads(p) for p in payloads] == [CHUNK, {"choices": []}, LAST]
+    assert not any(b"\n" in p or b"\r" in p for p in payloads)
+
+
+async def test_a_one_line_payload_passes_through_byte_for_byte(fake_upstream: FakeUpstream) -> None:
+    exact = b'{"choices" :[{"index":0,"delta":{"content":"\\u00e9t\\u00e9"},  "finish_reason":"stop"}]}'
+    payloads: list[bytes] = []
+    await stream_of(fake_upstream, "sse-exact", Script(raw_stream=[b"data: " + exact + b"\n\n"]), payloads)
+
+    assert payloads == [exact]
+
+
+async def test_two_events_without_the_blank_line_between_are_malformed(fake_upstream: FakeUpstream) -> None:
+    """Valid SSE joins them into one event, `{...}\\n{...}`: not one JSON object, so a clear error."""
+    raw = [f"data: {json.dumps(CHUNK)}\ndata: {json.dumps(LAST)}\n\n".encode(), b"data: [DONE]\n\n"]
+    with pytest.raises(UpstreamError, match="not a JSON object") as caught:
+        await stream_of(fake_upstream, "sse-no-blank-line", Script(raw_stream=raw))
+    assert caught.value.code == "upstream_malformed_stream"
+
+
+async def test_an_error_named_by_its_event_field_is_masked_and_ends_the_stream(fake_upstream: FakeUpstream) -> None:
+    """Before, `event: error` was skipped: the payload went out unmasked and the stream then failed as cut short."""
+    error = {"type": "overloaded", "message": f"busy; you sent {PASTED_KEY}"}
+    raw = [event(CHUNK), b"event: error\n" + event(error)]
+    fake_upstream.scripts["sse-error-event"] = Script(raw_stream=raw)
+    body = json.dumps({"model": "sse-error-event", "stream": True, "note": PASTED}).encode()
+    async with httpx.AsyncClient(timeout=5) as client:
+        payloads = [p async for p in stream_sse(client, named(fake_upstream), body)]
+
+    assert len(payloads) == 2
+    assert PASTED_KEY.encode() not in payloads[1]
+    assert json.loads(payloads[1])["type"] == "overloaded"

@@ -126,6 +126,11 @@ def completion_chunk(model: str, index: int, content: str) -> dict[str, Any]:
     }
 
 
+def text_completion(model: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    """A legacy completion body (or streamed chunk: the same object) with these ``choices``."""
+    return {"id": "cmpl-fake", "object": "text_completion", "created": 1700000000, "model": model, "choices": choices}
+
+
 class FakeUpstream:
     """Start with ``start()``; set ``scripts[model]``; read ``requests`` to see what arrived."""
 
@@ -148,6 +153,7 @@ class FakeUpstream:
         app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/completions", self._completions, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             ]
@@ -249,6 +255,49 @@ class FakeUpstream:
                 "usage": usage_of(script),
             }
         )
+
+    async def _completions(self, request: Request) -> Response:
+        """Legacy text completions (``prompt`` in, ``text_completion`` out), as ``_chat`` for what a script sets of
+        status, error body and headers, usage, ``raw_stream`` and ``delay``."""
+        body = json.loads(await request.body())
+        record = RecordedRequest(path=request.url.path, headers=dict(request.headers), body=body)
+        self.requests.append(record)
+        model = str(body.get("model"))
+        script = self.scripts.get(model, Script())
+        status = script.leading_failures.pop(0) if script.leading_failures else script.status
+        if status >= 400:
+            error = script.error_body or default_error(status, model)
+            return JSONResponse(error, status_code=status, headers=script.error_headers)
+        if body.get("stream"):
+            if script.raw_stream is not None:
+                raw = self._raw_stream(record, script.raw_stream, script.delay)
+                return StreamingResponse(raw, media_type=script.content_type)
+            return StreamingResponse(self._text_stream(record, model, script), media_type=script.content_type)
+        text = "".join(chunk_text(script, i) for i in range(script.chunks))
+        record.finished_at = time.monotonic()
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}
+        return JSONResponse({**text_completion(model, [choice]), "usage": usage_of(script)})
+
+    @staticmethod
+    async def _text_stream(record: RecordedRequest, model: str, script: Script) -> AsyncIterator[bytes]:
+        chunks = [
+            text_completion(
+                model, [{"index": 0, "text": chunk_text(script, i), "logprobs": None, "finish_reason": None}]
+            )
+            for i in range(script.chunks)
+        ]
+        chunks[-1]["choices"][0]["finish_reason"] = "stop"
+        if (record.body.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**text_completion(model, []), "usage": usage_of(script)})
+        for i, chunk in enumerate(chunks):
+            if i and script.delay:
+                await asyncio.sleep(script.delay)
+            payload = json.dumps(chunk).encode()
+            record.chunk_times.append(time.monotonic())
+            record.sent.append(payload)
+            yield b"data: " + payload + b"\n\n"
+        yield b"data: [DONE]\n\n"
+        record.finished_at = time.monotonic()
 
     @staticmethod
     async def _hang(request: Request, record: RecordedRequest) -> Response:

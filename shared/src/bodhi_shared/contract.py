@@ -68,6 +68,7 @@ class Endpoint(enum.StrEnum):
     """The OpenAI endpoints a worker forwards to, as paths under the provider's base URL."""
 
     CHAT_COMPLETIONS = "chat/completions"
+    COMPLETIONS = "completions"  # legacy text completions: a `prompt`, no messages
     EMBEDDINGS = "embeddings"
 
 

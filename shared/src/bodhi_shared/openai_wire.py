@@ -27,7 +27,7 @@ _LONE_SURROGATE_ESCAPE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class InferenceRequest:
-    """The part of an inference request (chat completion, embeddings) the gateway needs to route it."""
+    """The part of an inference request (chat completion, completion, embeddings) the gateway needs to route it."""
 
     model: str
     stream: bool = False
@@ -99,7 +99,7 @@ def parse_inference_request(
     Checked by hand rather than with a pydantic model: a model with ``extra="allow"`` would copy every message
     of every request on the hot path just to read two fields.
     """
-    what = "`model` and `messages`" if endpoint == "chat/completions" else "`model` and `input`"
+    what = _WHAT.get(endpoint, "`model`")
     body = load_json_body(raw, what=what)
     if not isinstance(body, dict):
         raise InvalidRequest(f"The request body must be a JSON object with {what}.")
@@ -114,7 +114,64 @@ def parse_inference_request(
         stream = False
     if not isinstance(stream, bool):
         raise InvalidRequest("Invalid value for `stream`: expected true or false.", param="stream")
+    _check_fields(body, endpoint)
     return InferenceRequest(model=model, stream=stream), body
+
+
+_WHAT = {
+    "chat/completions": "`model` and `messages`",
+    "completions": "`model` and `prompt`",
+    "embeddings": "`model` and `input`",
+}
+
+
+def _check_fields(body: dict[str, Any], endpoint: str) -> None:
+    """The fields without which no provider or local model can answer, by their shape only (400 here, rather than
+    a provider's 4xx or a worker's 500 later); their contents, and every other field, pass through unread."""
+    if endpoint == "chat/completions":
+        messages = body.get("messages")
+        if messages is None:
+            raise InvalidRequest(
+                "Missing required parameter: `messages` (an array of message objects).", param="messages"
+            )
+        _check_objects(messages, "messages", what="message objects")
+        if body.get("tools") is not None:
+            _check_objects(body["tools"], "tools", what="tool objects")
+    elif endpoint == "completions":
+        prompt = body.get("prompt")
+        if prompt is None:
+            raise InvalidRequest("Missing required parameter: `prompt` (a string or an array).", param="prompt")
+        if not isinstance(prompt, str | list):
+            raise InvalidRequest(
+                f"Invalid type for `prompt`: {_kind(prompt)}, not a string or an array.", param="prompt"
+            )
+    elif endpoint == "embeddings":
+        value = body.get("input")
+        if value is None:
+            raise InvalidRequest("Missing required parameter: `input` (a string or an array).", param="input")
+        if not isinstance(value, str | list):
+            raise InvalidRequest(f"Invalid type for `input`: {_kind(value)}, not a string or an array.", param="input")
+
+
+def _check_objects(value: Any, name: str, *, what: str) -> None:
+    if not isinstance(value, list):
+        raise InvalidRequest(f"Invalid type for `{name}`: {_kind(value)}, not an array of {what}.", param=name)
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"Invalid type for `{name}[{index}]`: {_kind(item)}, not an object.", param=name)
+
+
+def _kind(value: Any) -> str:
+    """How a JSON value reads in a message: ``a string``, ``a number``, ..."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else "null"
 
 
 def _check_model_id(model: str) -> None:

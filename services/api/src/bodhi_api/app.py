@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from bodhi_api.access_log import AccessLogMiddleware
 from bodhi_api.body_limit import BodyLimitMiddleware
+from bodhi_api.cors import install_cors
 from bodhi_api.error_handlers import install_error_handlers
 from bodhi_api.forwarded import ForwardedHeadersMiddleware
 from bodhi_api.openapi import install_openapi
@@ -68,6 +69,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Added before RequestIdMiddleware, so it runs inside it: a 413 carries the request's ids too.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=resolved.max_body_bytes)
+    install_cors(app, resolved)  # BODHI_CORS_ORIGINS: outside the body limit (a 413 is readable), inside the log
     app.add_middleware(AccessLogMiddleware)  # inside RequestIdMiddleware (its line has the id), outside the rest
     app.add_middleware(RequestIdMiddleware)
     for router in ROUTERS:

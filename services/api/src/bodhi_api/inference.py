@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 WORKER_HEADER = "X-Bodhi-Worker"
+STREAMED_ENDPOINTS = (Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS)  # embeddings are never streamed
 
 
 def apply_request_params(body: dict[str, Any], params: dict[str, Any]) -> None:
@@ -145,7 +146,7 @@ async def run_inference(
         resources.metrics.requests.labels(UNKNOWN, UNKNOWN, "error", str(exc.status_code)).inc()
         raise
     access_log.note(model=route.model)
-    stream = request.stream and endpoint == Endpoint.CHAT_COMPLETIONS
+    stream = request.stream and endpoint in STREAMED_ENDPOINTS
     payload, relay_usage_chunk = upstream_body(body, route, stream=stream)
     job = InferenceJob(
         request_id=request_id,

@@ -68,6 +68,7 @@ _EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/bodhi/v1/models/api/test"): (404, 429, 502, 504),
     ("POST", "/bodhi/v1/models/alias"): (409,),
     ("POST", "/v1/chat/completions"): (404, 429, 502, 504),
+    ("POST", "/v1/completions"): (404, 429, 502, 504),
     ("POST", "/v1/embeddings"): (404, 429, 502, 504),
 }
 
@@ -88,9 +89,22 @@ _INFERENCE_BODIES: dict[str, dict[str, Any]] = {
             "model": _MODEL,
             "messages": {"type": "array", "items": {"type": "object"}},
             "stream": {"type": ["boolean", "null"], "description": "Answer as server-sent events."},
+            "tools": {"type": ["array", "null"], "items": {"type": "object"}},
         },
         "additionalProperties": True,
         "description": "An OpenAI chat completion request; fields other than `model` and `stream` pass through.",
+    },
+    "/v1/completions": {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "properties": {
+            "model": _MODEL,
+            "prompt": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+            "stream": {"type": ["boolean", "null"], "description": "Answer as server-sent events."},
+        },
+        "additionalProperties": True,
+        "description": "An OpenAI (legacy) text completion request; fields other than `model` and `stream` pass "
+        "through.",
     },
     "/v1/embeddings": {
         "type": "object",
@@ -149,7 +163,7 @@ def _correct(operation: dict[str, Any], *, route: APIRoute, method: str) -> None
     if path in _INFERENCE_BODIES:
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": _INFERENCE_BODIES[path]}}}
         operation["responses"]["200"]["content"] = {JSON: {"schema": {"type": "object"}}}
-        if path == "/v1/chat/completions":
+        if path in ("/v1/chat/completions", "/v1/completions"):
             operation["responses"]["200"]["content"]["text/event-stream"] = {"schema": {"type": "string"}}
     if path == "/metrics":
         operation["responses"]["200"] = {

@@ -1,4 +1,5 @@
 import ipaddress
+import re
 
 from pydantic import Field, field_validator
 
@@ -40,6 +41,19 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings, Upst
     # `metrics_host`, by default the API's own `host`.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str | None = None
+    # Comma-separated origins (`https://app.example.com`) whose browser apps may call the API (``cors``); `*` for
+    # any. None by default: browsers then let only the API's own pages read its answers.
+    cors_origins: str = ""
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_cors_origins(cls, value: str) -> str:
+        _origins(value)  # a typo refused at startup, not a browser app that silently cannot call
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _origins(self.cors_origins)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -60,3 +74,15 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings, Upst
 
 def _networks(value: str) -> list[str]:
     return [str(ipaddress.ip_network(entry.strip(), strict=False)) for entry in value.split(",") if entry.strip()]
+
+
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s@]+$")
+
+
+def _origins(value: str) -> list[str]:
+    """``scheme://host[:port]`` entries (as browsers send `Origin`: lowercase, no path), or `*`."""
+    origins = [entry.strip().rstrip("/").lower() for entry in value.split(",") if entry.strip()]
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise ValueError(f"{origin!r} is not an origin: write it as scheme://host[:port], without a path.")
+    return origins

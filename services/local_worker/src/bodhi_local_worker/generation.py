@@ -1,8 +1,8 @@
 """Running a model call in a thread, never on the event loop, and stopping it between two tokens.
 
-llama.cpp calls block: each one runs in the default executor. A streamed chat completion hands its chunks to the
-event loop with ``loop.call_soon_threadsafe`` into an ``asyncio.Queue``. When the awaiting task is cancelled (the
-client went away, the job timed out, the worker is stopping), the generation's ``Meter.stop`` event is set and
+llama.cpp calls block: each one runs in the default executor. A streamed completion (chat or text) hands its chunks
+to the event loop with ``loop.call_soon_threadsafe`` into an ``asyncio.Queue``. When the awaiting task is cancelled
+(the client went away, the job timed out, the worker is stopping), the generation's ``Meter.stop`` event is set and
 ``engine.MeteredLlama.generate`` raises ``GenerationCancelled`` at the next token; the task waits for the thread
 to end before it lets the model go, so one model never runs two generations at once.
 
@@ -73,11 +73,20 @@ async def in_thread(call: Callable[[], T]) -> T:
 
 async def complete_chat(llm: MeteredLlama, params: dict[str, Any]) -> tuple[Chunk, dict[str, int]]:
     """A non-streamed chat completion: the ``chat.completion`` body and its usage."""
+    return await _complete(llm, lambda: llm.create_chat_completion(**params, stream=False))
+
+
+async def complete_text(llm: MeteredLlama, params: dict[str, Any]) -> tuple[Chunk, dict[str, int]]:
+    """A non-streamed (legacy) text completion: the ``text_completion`` body and its usage."""
+    return await _complete(llm, lambda: llm.create_completion(**params, stream=False))
+
+
+async def _complete(llm: MeteredLlama, create: Callable[[], Any]) -> tuple[Chunk, dict[str, int]]:
     meter = Meter()
 
     def run() -> Chunk:
         with metered(llm, meter):
-            return cast(Chunk, llm.create_chat_completion(**params, stream=False))
+            return cast(Chunk, create())
 
     future = asyncio.get_running_loop().run_in_executor(None, run)
     try:
@@ -92,6 +101,15 @@ async def complete_chat(llm: MeteredLlama, params: dict[str, Any]) -> tuple[Chun
 
 async def stream_chat(llm: MeteredLlama, params: dict[str, Any], emit: Callable[[Chunk], None]) -> dict[str, int]:
     """A streamed chat completion: ``emit`` gets each ``chat.completion.chunk`` as it comes; returns the usage."""
+    return await _stream(llm, lambda: llm.create_chat_completion(**params, stream=True), emit)
+
+
+async def stream_text(llm: MeteredLlama, params: dict[str, Any], emit: Callable[[Chunk], None]) -> dict[str, int]:
+    """A streamed (legacy) text completion: ``emit`` gets each ``text_completion`` chunk; returns the usage."""
+    return await _stream(llm, lambda: llm.create_completion(**params, stream=True), emit)
+
+
+async def _stream(llm: MeteredLlama, create: Callable[[], Any], emit: Callable[[Chunk], None]) -> dict[str, int]:
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[Chunk | None] = asyncio.Queue()
     meter = Meter()
@@ -99,7 +117,7 @@ async def stream_chat(llm: MeteredLlama, params: dict[str, Any], emit: Callable[
     def run() -> None:
         try:
             with metered(llm, meter):
-                for chunk in cast(Iterator[Chunk], llm.create_chat_completion(**params, stream=True)):
+                for chunk in cast(Iterator[Chunk], create()):
                     loop.call_soon_threadsafe(chunks.put_nowait, chunk)
         finally:
             loop.call_soon_threadsafe(chunks.put_nowait, None)

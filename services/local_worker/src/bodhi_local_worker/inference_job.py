@@ -1,8 +1,9 @@
 """The ``inference`` job of a local worker: run the alias's model and publish its answer on the request's channel.
 
 Events are those of the remote worker (``bodhi_shared.contract``): STARTED (kind ``local``), then CHUNK frames of
-``chat.completion.chunk`` objects and DONE for a stream, or one RESPONSE; ERROR on a failure. ``model`` in every
-body is the alias. A cancelled job publishes nothing more: its generation stops at the next token.
+``chat.completion.chunk`` (``text_completion`` for ``/v1/completions``) objects and DONE for a stream, or one
+RESPONSE; ERROR on a failure. ``model`` in every body is the alias. A cancelled job publishes nothing more: its
+generation stops at the next token.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bodhi_local_worker import request_params
 from bodhi_local_worker.context import LocalWorkerContext, context_of
-from bodhi_local_worker.generation import Chunk, complete_chat, embed, stream_chat
+from bodhi_local_worker.generation import Chunk, complete_chat, complete_text, embed, stream_chat, stream_text
 from bodhi_local_worker.models import ModelLoadFailed
 from bodhi_shared.contract import Endpoint, EventKind, InferenceJob, LocalModel, StreamEvent
 from bodhi_shared.errors import BodhiError, InvalidRequest
@@ -47,22 +48,25 @@ async def answer(worker: LocalWorkerContext, job: InferenceJob, events: EventPub
     local = job.local
     if local is None:
         raise BodhiError(f"Request {job.request_id} reached a local worker without a local model.")
-    if job.endpoint not in (Endpoint.EMBEDDINGS, Endpoint.CHAT_COMPLETIONS):
+    if job.endpoint not in (Endpoint.EMBEDDINGS, Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS):
         raise InvalidRequest(f"Local models do not serve /v1/{job.endpoint}.")
     request = request_params.parse_body(job.body)
+    text = job.endpoint == Endpoint.COMPLETIONS  # a legacy text completion: a prompt, not messages
     if job.endpoint == Endpoint.EMBEDDINGS:
         inputs = request_params.embedding_inputs(request)
     else:
-        params = request_params.chat_params(request)
+        params = request_params.completion_params(request) if text else request_params.chat_params(request)
     try:
         async with worker.models.use(local) as llm:
             if job.endpoint == Endpoint.EMBEDDINGS:
                 return await embeddings(llm, local, request, inputs)
             started = time.perf_counter()
             if job.stream:
-                done = await streamed_chat(llm, local, job=job, request=request, params=params, events=events)
+                done = await streamed_chat(
+                    llm, local, job=job, request=request, params=params, events=events, text=text
+                )
             else:
-                done = await chat(llm, local, params)
+                done = await chat(llm, local, params, text=text)
             count_generation(worker.metrics, local.alias, done, seconds=time.perf_counter() - started)
             return done
     except ModelLoadFailed as exc:
@@ -91,8 +95,9 @@ async def embeddings(llm: MeteredLlama, local: LocalModel, request: dict[str, An
     return StreamEvent(EventKind.RESPONSE, data=body, meta={"usage": usage})
 
 
-async def chat(llm: MeteredLlama, local: LocalModel, params: dict[str, Any]) -> StreamEvent:
-    completion, usage = await complete_chat(llm, params)
+async def chat(llm: MeteredLlama, local: LocalModel, params: dict[str, Any], *, text: bool = False) -> StreamEvent:
+    """A non-streamed chat completion, or (``text``) a legacy text completion."""
+    completion, usage = await (complete_text if text else complete_chat)(llm, params)
     completion["model"] = local.alias
     meta = {"usage": request_params.usage_meta(usage)}
     return StreamEvent(EventKind.RESPONSE, data=request_params.to_json(completion), meta=meta)
@@ -106,7 +111,9 @@ async def streamed_chat(
     request: dict[str, Any],
     params: dict[str, Any],
     events: EventPublisher,
+    text: bool = False,
 ) -> StreamEvent:
+    """A streamed chat completion, or (``text``) a legacy text completion."""
     last: Chunk = {}
 
     def emit(chunk: Chunk) -> None:
@@ -115,7 +122,7 @@ async def streamed_chat(
         last = chunk
         events.chunk(request_params.sse_frame(chunk))
 
-    usage = await stream_chat(llm, params, emit)
+    usage = await (stream_text if text else stream_chat)(llm, params, emit)
     if job.relay_usage_chunk and request_params.wants_usage_chunk(request):
         head: dict[str, Any] = {
             key: last[key] for key in ("id", "object", "created", "model", "system_fingerprint") if key in last

@@ -51,6 +51,43 @@ def chat_params(request: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def completion_params(request: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``Llama.create_completion`` (without ``stream``), for a legacy text completion."""
+    if request.get("n") not in (None, 1) or request.get("best_of") not in (None, 1):
+        raise InvalidRequest("Local models generate one choice per request: 'n' and 'best_of' must be 1.", param="n")
+    params: dict[str, Any] = {"prompt": _prompt(request.get("prompt")), **_sampling(request)}
+    params.pop("top_logprobs", None)  # a chat field; a completion asks with `logprobs: N`
+    if (suffix := request.get("suffix")) is not None:
+        if not isinstance(suffix, str):
+            raise InvalidRequest("'suffix' must be a string.", param="suffix")
+        params["suffix"] = suffix
+    if (echo := request.get("echo")) is not None:
+        if not isinstance(echo, bool):
+            raise InvalidRequest("'echo' must be true or false.", param="echo")
+        params["echo"] = echo
+    if (logprobs := _number(request, "logprobs", (int,))) is not None:
+        params["logprobs"] = logprobs
+    if (stop := request.get("stop")) is not None:
+        params["stop"] = _stop(stop)
+    if (bias := request.get("logit_bias")) is not None:
+        params["logit_bias"] = _logit_bias(bias)
+    return params
+
+
+def _prompt(prompt: Any) -> str | list[int]:
+    """One prompt, as text or token ids; an array of one such prompt is that prompt."""
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return prompt
+    raise InvalidRequest(
+        "'prompt' must be a string or an array of token ids: local models complete one prompt per request.",
+        param="prompt",
+    )
+
+
 def _sampling(request: dict[str, Any]) -> dict[str, Any]:
     if request.get("max_tokens") is None and request.get("max_completion_tokens") is not None:
         request = {**request, "max_tokens": request["max_completion_tokens"]}

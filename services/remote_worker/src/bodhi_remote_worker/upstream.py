@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import httpx
+from httpx_sse import EventSource
 
 from bodhi_remote_worker.secret_mask import SecretMask
 from bodhi_shared.errors import (
@@ -31,7 +33,6 @@ class Provider:
     api_model_name: str = ""  # for errors that tell the caller which API model needs a new key
 
 
-SSE_DATA = "data:"
 SSE_DONE = "[DONE]"
 
 
@@ -97,8 +98,9 @@ async def stream_sse(
     endpoint: str = "chat/completions",
     client_request_id: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield the ``data:`` payload of each SSE event the provider streams, up to ``[DONE]``; the stored key is
-    masked in every payload, and an in-band error event is masked as an error body."""
+    """Yield the ``data:`` payload of each SSE event the provider streams, up to ``[DONE]``, on one line (a payload
+    split over several ``data:`` lines is joined); the stored key is masked in every payload, and an in-band error
+    event is masked as an error body."""
     mask = SecretMask(upstream.api_key, carried=(body,))
     request = _request(client, upstream, endpoint, body, client_request_id=client_request_id)
     with map_httpx_errors(upstream):
@@ -108,21 +110,25 @@ async def stream_sse(
                 raise status_error(upstream, response, await response.aread(), mask)
             _refuse_non_event_stream(upstream, response)
             done = finished = False
-            async for line in response.aiter_lines():
-                if done or not line.startswith(SSE_DATA):
-                    continue  # comments (": keep-alive"), event names, blank separators
-                payload = line[len(SSE_DATA) :].strip()
+            async for event in EventSource(response).aiter_sse():
+                # httpx-sse frames the events: comments (": keep-alive"), `event:`/`id:`/`retry:` fields, CRLF or
+                # CR line ends, and an event's `data:` lines joined with "\n"
+                payload = event.data.strip()
+                if done or not payload:
+                    continue  # an event without data (a bare `event:` or `id:`)
                 if payload == SSE_DONE:
                     # Read on to the end of the body: a fully read response returns its connection to the pool,
                     # one closed early takes the connection down with it.
                     done = True
                     continue
                 data = payload.encode()
+                if "\n" in payload:
+                    data = _one_line(upstream, data)
                 # A client's SDK would fail on it: end the stream with a clear error. Braces only, not a full parse:
                 # this runs for every chunk of every stream.
                 if not (data.startswith(b"{") and data.endswith(b"}")):
                     raise malformed_stream(upstream, "sent an event whose data is not a JSON object")
-                if b'"error"' in data:
+                if event.event == "error" or b'"error"' in data:
                     finished = True  # an in-band error ends a stream: some providers close it without [DONE]
                     yield mask.error(data)
                     continue
@@ -132,6 +138,23 @@ async def stream_sse(
                 raise malformed_stream(upstream, "ended the stream early (no [DONE] and no finish_reason)")
         finally:
             await response.aclose()
+
+
+def _one_line(upstream: Provider, data: bytes) -> bytes:
+    """A JSON payload sent over several ``data:`` lines, on one line: the client gets it as one ``data:`` line.
+
+    A raw line break cannot be inside a JSON string (it must be escaped there), so in valid JSON each one is
+    whitespace between two tokens: a space in its place keeps the value, and every other byte stays as sent. Only
+    a multi-line event pays for the full parse, which also catches two events sent without the blank line between.
+    """
+    joined = data.replace(b"\n", b" ")
+    try:
+        value = json.loads(joined)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise malformed_stream(upstream, "sent an event whose data is not a JSON object")
+    return joined
 
 
 _FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')
@@ -147,6 +170,11 @@ def _refuse_non_event_stream(upstream: Provider, response: httpx.Response) -> No
     content_type = response.headers.get("content-type", "")
     if content_type and not content_type.lower().startswith("text/event-stream"):
         raise malformed_stream(upstream, f"answered a stream request with {content_type.split(';')[0]}")
+    if not content_type:
+        # Read as an event stream, as before; httpx-sse's EventSource refuses a missing (or differently cased) one.
+        response.headers["content-type"] = "text/event-stream"
+    elif not content_type.startswith("text/event-stream"):
+        response.headers["content-type"] = "text/event-stream" + content_type[len("text/event-stream") :]
 
 
 def malformed_stream(upstream: Provider, what: str) -> UpstreamError:

@@ -1,4 +1,5 @@
-"""The OpenAI inference endpoints: ``POST /v1/chat/completions`` and ``POST /v1/embeddings``."""
+"""The OpenAI inference endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (legacy text
+completions) and ``POST /v1/embeddings``."""
 
 from __future__ import annotations
 
@@ -25,6 +26,25 @@ async def chat_completions(
         resources,
         principal,
         endpoint=Endpoint.CHAT_COMPLETIONS,
+        raw_body=await request.body(),
+        request_id=request_id,
+        client_request_id=client_request_id,
+        receive=request.receive,
+    )
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(
+    request: Request,
+    principal: AnyUser,
+    resources: ResourcesDep,
+    request_id: RequestIdDep,
+    client_request_id: ClientRequestIdDep,
+) -> Response:
+    return await run_inference(
+        resources,
+        principal,
+        endpoint=Endpoint.COMPLETIONS,
         raw_body=await request.body(),
         request_id=request_id,
         client_request_id=client_request_id,
