@@ -21,7 +21,7 @@ _HEAVY = ("bodhi_local_worker.engine", "bodhi_local_worker.generation", "bodhi_l
 
 
 # Dotted names of the OpenAI wire format and of ASGI, not of the code.
-_WIRE_FIELDS = ("stream_options.", "http.")  # and ASGI message types (`http.disconnect`)
+_WIRE_FIELDS = ("stream_options.", "http.", "response.")  # ASGI message types (`http.disconnect`), Responses events
 
 
 def cited_names() -> list[str]:

@@ -1,7 +1,8 @@
 """Headless set-up of users and tokens:
 
 bodhi users create NAME --role ROLE --password-stdin
-bodhi tokens create --user NAME --scope SCOPE [--name N]     (prints the token alone on its last line)
+bodhi tokens create --user NAME --scope SCOPE [--name N] [--expires-in-days N] [--models A,B]
+                                                            (prints the token alone on its last line)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bodhi_shared.postgres import create_pool
 # image has no bodhi_api).
 ROLES = ("user", "power_user", "manager", "admin")
 SCOPES = ("user", "power_user")
+MAX_EXPIRY_DAYS = 3650  # as ``bodhi_api.auth.token_expiry.MAX_DAYS``
 
 DatabaseUrl = Callable[[], AbstractContextManager[str]]
 
@@ -38,6 +40,12 @@ def add_parsers(sub: Any, *, database_url: DatabaseUrl) -> None:
     issue.add_argument("--user", required=True)
     issue.add_argument("--scope", choices=SCOPES, default="user")
     issue.add_argument("--name", default="cli")
+    issue.add_argument("--expires-in-days", type=int, metavar="N", help="the token stops working N days from now")
+    issue.add_argument(
+        "--models",
+        metavar="A,B",
+        help="the model ids or patterns (`*`: any characters, e.g. `openai/*`) it may use; default: all",
+    )
     issue.set_defaults(handler=lambda args: run(database_url, create_token_command, args))
 
 
@@ -74,7 +82,8 @@ async def create_user_command(db: Any, args: argparse.Namespace) -> None:
 
 async def create_token_command(db: Any, args: argparse.Namespace) -> None:
     from bodhi_api.auth.roles import TokenScope
-    from bodhi_api.auth.tokens import issue_token
+    from bodhi_api.auth.token_expiry import expiry
+    from bodhi_api.auth.tokens import issue_token, now_utc
     from bodhi_api.auth.users import find_login
 
     found = await find_login(db, args.user)
@@ -84,6 +93,21 @@ async def create_token_command(db: Any, args: argparse.Namespace) -> None:
     scope = TokenScope(args.scope)
     if not user.role.at_least(scope.role):
         raise BodhiError(f"A `{scope.value}` token would exceed {user.username}'s role `{user.role.value}`.")
-    token_id, token = await issue_token(db, user_id=user.id, name=args.name, scope=scope)
-    print(f"token {args.name} id={token_id} for {user.username} ({scope.value}):")
+    days = args.expires_in_days
+    if days is not None and not 1 <= days <= MAX_EXPIRY_DAYS:
+        raise BodhiError(f"--expires-in-days must be 1 to {MAX_EXPIRY_DAYS}.")
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
+    if models == []:
+        raise BodhiError("--models names no model; leave it out to allow every model.")
+    expires_at = expiry(expires_in_days=days, expires_at=None, now=now_utc())
+    token_id, token = await issue_token(
+        db, user_id=user.id, name=args.name, scope=scope, expires_at=expires_at, allowed_models=models
+    )
+    limits = "".join(
+        [
+            f", expires {expires_at.strftime('%Y-%m-%d %H:%M UTC')}" if expires_at else "",
+            f", models {', '.join(models)}" if models else "",
+        ]
+    )
+    print(f"token {args.name} id={token_id} for {user.username} ({scope.value}{limits}):")
     print(token)

@@ -4,8 +4,9 @@ On SIGTERM uvicorn stops accepting connections and waits for the open ones to fi
 ``timeout_graceful_shutdown`` has passed, it cancels the requests still running and closes their connections: a
 stream is cut mid-body (the client reads "incomplete chunked read"), a request still waiting for a worker gets no
 answer at all. ``DrainCutoff`` ends them first, after ``BODHI_DRAIN_TIMEOUT``: a started stream with an in-band
-error and ``data: [DONE]``, a request not answered yet with a 503, each a complete response; uvicorn's own timeout,
-a little later, remains the backstop. A second SIGTERM/SIGINT ends them at once (a third SIGINT forces the exit).
+error and ``data: [DONE]`` (on ``/v1/responses`` and ``/v1/messages``, the format's own: ``stream_wire``), a request
+not answered yet with a 503, each a complete response; uvicorn's own timeout, a little later, remains the backstop.
+A second SIGTERM/SIGINT ends them at once (a third SIGINT forces the exit).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bodhi_api.relay import SSE_DONE, sse_data
+from bodhi_api.error_handlers import error_response
+from bodhi_api.stream_wire import wire_of
 from bodhi_shared.errors import BodhiError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,14 +46,17 @@ class _TrackedResponse:
             self.ended = True
         await self._send(message)
 
-    async def end_with(self, error: BodhiError) -> None:
-        body = error.to_json()
+    async def end_with(self, error: BodhiError, scope: Scope) -> None:
+        """In the route's format: its error shape (``error_handlers.ERROR_SHAPES``), its stream's end (the wire a
+        request of another format left in the scope's state; ``data: {"error": ...}``, ``data: [DONE]`` otherwise)."""
         if not self.started:
+            body = error_response(error, path=scope.get("path", "")).body
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await self._send({"type": "http.response.start", "status": error.status_code, "headers": headers})
             await self._send({"type": "http.response.body", "body": body})
         elif self.sse and not self.ended:
-            await self._send({"type": "http.response.body", "body": sse_data(body) + SSE_DONE})
+            closing = wire_of(scope.get("state")).error(error.status_code, error.to_json())
+            await self._send({"type": "http.response.body", "body": closing})
         # A plain body begun and not finished cannot be completed: uvicorn closes the connection.
 
 
@@ -87,7 +92,7 @@ class DrainCutoff:
             stopped = ServiceUnavailable(
                 "This gateway replica is shutting down and stopped this request; retry it.", code="replica_stopping"
             )
-            await response.end_with(stopped)
+            await response.end_with(stopped, scope)
         finally:
             self._running.discard(task)
 

@@ -15,6 +15,11 @@ from tests.conftest import Gateway
 
 METHODS = ("get", "post", "put", "patch", "delete")
 ERROR_REF = "#/components/schemas/ErrorBody"
+ANTHROPIC_SHAPED = {"/v1/messages"}  # every error there in Anthropic's shape
+
+
+def error_ref(path: str) -> str:
+    return "#/components/schemas/AnthropicErrorBody" if path in ANTHROPIC_SHAPED else ERROR_REF
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,7 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 
 def concrete(path: str) -> str:
     """A path of the document with each parameter filled in (with an id nothing has)."""
-    for name in ("user_id", "token_id", "api_model_id", "alias", "model_id"):
+    for name in ("user_id", "token_id", "api_model_id", "alias", "model_id", "response_id"):
         path = path.replace(f"{{{name}}}", "00000000-0000-0000-0000-000000000000")
     return path
 
@@ -51,14 +56,15 @@ def test_invalid_input_is_documented_as_400_in_the_openai_shape(document: dict[s
     assert schemas["ErrorBody"]["required"] == ["error"]
     detail = schemas[schemas["ErrorBody"]["properties"]["error"]["$ref"].split("/")[-1]]
     assert set(detail["required"]) == set(InvalidRequest("x").to_body()["error"])
+    assert schemas["AnthropicErrorBody"]["required"] == ["type", "error"]
     for method, path, operation in operations(document):
         assert "422" not in operation["responses"], f"{method} {path}"
         if "requestBody" in operation or any(p["in"] == "query" for p in operation.get("parameters", [])):
-            assert error_schema(operation, "400") == ERROR_REF, f"{method} {path}"
+            assert error_schema(operation, "400") == error_ref(path), f"{method} {path}"
         if "requestBody" in operation:
-            assert error_schema(operation, "413") == ERROR_REF, f"{method} {path}"
+            assert error_schema(operation, "413") == error_ref(path), f"{method} {path}"
         if any(p["in"] == "path" for p in operation.get("parameters", [])):
-            assert error_schema(operation, "404") == ERROR_REF, f"{method} {path}"
+            assert error_schema(operation, "404") == error_ref(path), f"{method} {path}"
 
 
 def test_routes_that_need_a_caller_document_401_and_403(gateway: Gateway, document: dict[str, Any]) -> None:
@@ -72,12 +78,14 @@ def test_routes_that_need_a_caller_document_401_and_403(gateway: Gateway, docume
                 needing_a_caller.append(f"{method} {path}")
                 assert declared, f"{method} {path} answers 401 undeclared"
                 assert "403" in operation["responses"], f"{method} {path}"
-                assert operation["security"] == [{"bearerToken": []}, {"sessionCookie": []}]
+                # A token may also come as `x-api-key` (Anthropic's header) on the /v1/ routes.
+                api_key: list[dict[str, list[str]]] = [{"apiKeyHeader": []}] if path.startswith("/v1/") else []
+                assert operation["security"] == [{"bearerToken": []}, {"sessionCookie": []}, *api_key], path
             else:
                 assert "security" not in operation, f"{method} {path} declares a caller it does not need"
     assert "POST /v1/chat/completions" in needing_a_caller
     assert "GET /ping" not in needing_a_caller
-    assert set(document["components"]["securitySchemes"]) == {"bearerToken", "sessionCookie"}
+    assert set(document["components"]["securitySchemes"]) == {"bearerToken", "sessionCookie", "apiKeyHeader"}
 
 
 @pytest.mark.parametrize(
@@ -87,6 +95,10 @@ def test_routes_that_need_a_caller_document_401_and_403(gateway: Gateway, docume
         ("POST", "/bodhi/v1/auth/login", {"200", "400", "401", "403", "413", "429", "503"}),
         ("POST", "/bodhi/v1/models/api", {"201", "400", "401", "403", "409", "413", "503"}),
         ("POST", "/v1/chat/completions", {"200", "400", "401", "403", "404", "413", "429", "502", "503", "504"}),
+        ("POST", "/v1/responses", {"200", "400", "401", "403", "404", "413", "429", "502", "503", "504"}),
+        ("POST", "/v1/messages", {"200", "400", "401", "403", "404", "413", "429", "502", "503", "504"}),
+        ("GET", "/v1/responses/{response_id}", {"200", "401", "403", "404", "503"}),
+        ("DELETE", "/v1/responses/{response_id}", {"200", "401", "403", "404", "503"}),
         ("GET", "/ping", {"200"}),
         ("GET", "/health", {"200", "503"}),
         ("GET", "/ready", {"200", "503"}),
@@ -107,6 +119,13 @@ def test_inference_bodies_are_documented(document: dict[str, Any]) -> None:
     assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     embeddings = document["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert embeddings["required"] == ["model", "input"]
+    for path, required in (
+        ("/v1/responses", ["model", "input"]),
+        ("/v1/messages", ["model", "messages", "max_tokens"]),
+    ):
+        operation = document["paths"][path]["post"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["required"] == required
+        assert set(operation["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
 
 
 def test_metrics_are_documented_and_served_as_prometheus_text(gateway: Gateway, document: dict[str, Any]) -> None:
@@ -138,5 +157,8 @@ def test_405_names_the_methods_of_the_path_in_allow(gateway: Gateway, document: 
             for method in [*other, "OPTIONS"]:
                 response = http.request(method, path)
                 assert response.status_code == 405, f"{method} {path}"
-                assert response.json()["error"]["code"] == "method_not_allowed"
+                if template in ANTHROPIC_SHAPED:
+                    assert response.json()["error"]["type"] == "invalid_request_error"
+                else:
+                    assert response.json()["error"]["code"] == "method_not_allowed"
                 assert set(response.headers["allow"].split(", ")) == allowed, f"{method} {path}"

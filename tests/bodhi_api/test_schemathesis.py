@@ -142,10 +142,18 @@ def test_the_served_document_is_the_one_fuzzed(fuzz_target: FuzzTarget) -> None:
 
 
 def openai_error_shape(ctx: CheckContext, response: Response, case: AnyCase) -> bool | None:
-    """Every 4xx and 5xx Bodhi answers is ``{"error": {"message", "type", "param", "code"}}``."""
+    """Every 4xx and 5xx Bodhi answers is ``{"error": {"message", "type", "param", "code"}}``; on ``/v1/messages``
+    Anthropic's ``{"type": "error", "error": {"type", "message"}}``."""
     if response.status_code < 400 or case.operation.path in ("/health", "/ready"):
         return None  # /health and /ready answer 503 with their own report, as documented
     body = json.loads(response.content)
+    if case.operation.path == "/v1/messages":
+        assert set(body) == {"type", "error"}, body
+        assert body["type"] == "error", body
+        assert set(body["error"]) == {"type", "message"}, body
+        assert isinstance(body["error"]["message"], str), body
+        assert body["error"]["message"], body
+        return True
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"message", "type", "param", "code"}, body
     assert isinstance(body["error"]["message"], str), body

@@ -87,3 +87,45 @@ async def test_cli_refuses_a_token_scope_above_the_users_role(gateway: Gateway) 
     )
     assert unknown.returncode != 0
     assert "bodhiapp_" not in unknown.stdout
+
+
+async def test_cli_tokens_may_expire_and_be_limited_to_models(
+    gateway: Gateway, register_upstream: RegisterUpstream
+) -> None:
+    username = f"cli-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(
+        run_bodhi, "users", "create", username, "--role", "user", "--password-stdin", env=gateway.env, stdin=PASSWORD
+    )
+    model = await register_upstream(Script(chunks=1))
+    args = ("tokens", "create", "--user", username, "--expires-in-days", "7")
+    issued = await asyncio.to_thread(run_bodhi, *args, "--models", f"{model}, other/*", env=gateway.env)
+    limited = issued.stdout.strip().splitlines()[-1]
+    assert "expires " in issued.stdout
+    assert f"models {model}, other/*" in issued.stdout
+    elsewhere = await asyncio.to_thread(run_bodhi, *args, "--models", "other/*", env=gateway.env)
+    excluded = elsewhere.stdout.strip().splitlines()[-1]
+
+    for token, listed in ((limited, [model]), (excluded, [])):
+        client = openai.AsyncOpenAI(base_url=gateway.openai_base_url, api_key=token)
+        try:
+            assert [m.id for m in (await client.models.list()).data] == listed
+            if not listed:
+                with pytest.raises(openai.PermissionDeniedError) as refused:
+                    await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+                assert refused.value.code == "model_not_allowed"
+        finally:
+            await client.close()
+
+    for bad in (("--expires-in-days", "0"), ("--models", " , ")):
+        refused_cli = await asyncio.to_thread(
+            subprocess.run,
+            bodhi("tokens", "create", "--user", username, *bad),
+            env={**os.environ, **gateway.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert refused_cli.returncode != 0
+        assert "bodhiapp_" not in refused_cli.stdout
+        assert bad[0] in refused_cli.stderr

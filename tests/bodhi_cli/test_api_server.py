@@ -88,3 +88,41 @@ async def test_past_the_drain_timeout_a_stream_ends_in_band_and_a_waiting_reques
     assert answered.status_code == 503, answered.text
     assert answered.json()["error"]["code"] == "replica_stopping"
     assert exit_code is not None, own.api.log_text()
+
+
+async def test_past_the_drain_timeout_responses_and_messages_streams_end_in_their_own_format(
+    start_gateway: StartGateway, register_upstream: RegisterUpstream
+) -> None:
+    own = await asyncio.to_thread(start_gateway, BODHI_DRAIN_TIMEOUT="1")
+    model = await register_upstream(Script(chunks=50, delay=0.2))  # about 10 s
+    started = asyncio.Event()
+
+    async def frames(path: str, body: dict[str, object]) -> list[tuple[str, dict[str, object]]]:
+        found = []
+        async with http.stream("POST", path, json={"model": model, "stream": True, **body}) as response:
+            assert response.status_code == 200, await response.aread()
+            event = ""
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    found.append((event, json.loads(line.removeprefix("data: "))))
+                    started.set()
+        return found
+
+    async with httpx.AsyncClient(base_url=own.base_url, headers=own.auth_headers, timeout=30) as http:
+        responses = asyncio.ensure_future(frames("/v1/responses", {"input": "hi"}))
+        messages = asyncio.ensure_future(frames("/v1/messages", {"max_tokens": 64, "messages": MESSAGES}))
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.sleep(0.5)  # both under way
+        own.api.popen.send_signal(signal.SIGTERM)
+        responded, messaged = await asyncio.wait_for(asyncio.gather(responses, messages), 20)
+
+    event, failed = responded[-1]
+    assert event == "response.failed"
+    assert failed["sequence_number"] == responded[-2][1]["sequence_number"] + 1  # type: ignore[operator]
+    assert failed["response"]["error"]["message"].startswith("This gateway replica is shutting down")  # type: ignore[index]
+    event, error = messaged[-1]
+    assert event == "error"
+    assert error == {"type": "error", "error": {"type": "overloaded_error", "message": error["error"]["message"]}}  # type: ignore[index]
+    assert all(name != "message_stop" for name, _ in messaged)

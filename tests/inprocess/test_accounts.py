@@ -159,7 +159,7 @@ async def test_tokens_scope_listing_and_updates(bodhi: InProcessApp) -> None:
     assert assert_error(blank, 400, "invalid_request_error")["param"] == "name"
     created = await owner.post("/bodhi/v1/tokens", json={"name": "laptop"})
     assert created.status_code == 201, created.text
-    assert set(created.json()) == {"id", "name", "token"}
+    assert set(created.json()) == {"id", "name", "token", "expires_at", "allowed_models"}
     token_id, token = created.json()["id"], created.json()["token"]
     assert token.startswith("bodhiapp_")
     as_token = bodhi.client(token=token)
@@ -167,7 +167,10 @@ async def test_tokens_scope_listing_and_updates(bodhi: InProcessApp) -> None:
     assert (await as_token.get("/v1/models")).status_code == 200
     await bodhi.resources.drain()  # the use is recorded off the request path
     (entry,) = (await owner.get("/bodhi/v1/tokens")).json()["data"]
-    assert set(entry) == {"id", "name", "scope", "status", "created_at", "updated_at", "last_used_at"}
+    assert set(entry) == {
+        *("id", "name", "scope", "status", "created_at", "updated_at", "last_used_at"),
+        *("expires_at", "expired", "allowed_models"),
+    }
     assert (entry["id"], entry["scope"], entry["status"]) == (token_id, "user", "active")
     assert entry["last_used_at"] is not None
     assert token not in str(entry)
@@ -231,7 +234,7 @@ async def test_users_management_rules(bodhi: InProcessApp) -> None:
     listed = await manager.get("/bodhi/v1/users")
     assert listed.status_code == 200, listed.text
     assert {u["id"] for u in listed.json()["data"]} >= {str(manager_user.id), str(other_admin.id), str(target.id)}
-    assert all(set(u) == {"id", "username", "role"} for u in listed.json()["data"])
+    assert all(set(u) == {"id", "username", "role", "allowed_models"} for u in listed.json()["data"])
 
     would_be = {"username": "would-be-admin", "password": PASSWORD, "role": "admin"}
     assert_error(await manager.post("/bodhi/v1/users", json=would_be), 403, "permission_error")

@@ -1,10 +1,13 @@
-"""The tokens page (`/ui/tokens/`) in a real browser: create (shown once, copied), deactivate, activate, delete."""
+"""The tokens page (`/ui/tokens/`) in a real browser: create (shown once, copied; expiring, limited to some models),
+deactivate, activate, delete; expiry, last use and models in the table."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
+import asyncpg
 import httpx
 from playwright.async_api import Page, expect
 
@@ -105,3 +108,59 @@ async def test_the_tokens_page_fits_a_phone(signed_in_page: Page) -> None:
     assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     await check_accessibility(page)
     await screenshot(page, "tokens-phone")
+
+
+async def test_a_token_with_an_expiry_and_models_shows_them_and_stops_when_it_expires(
+    signed_in_page: Page, gateway: Gateway
+) -> None:
+    page = signed_in_page
+    await page.goto("/ui/tokens/")
+    await page.get_by_label("Name").fill("ci pipeline")
+    await page.get_by_label("Expires").select_option(label="In 30 days")
+    await page.get_by_label("Models").fill("openai/*, local-model")
+    await page.get_by_role("button", name="Create token").click()
+    await expect(page.get_by_role("heading", name="Your new token")).to_be_focused()
+    token = await page.get_by_label("Token ci pipeline").input_value()
+    row = page.locator("#tokens-table tbody tr", has_text="ci pipeline")
+    await expect(row.locator("td").nth(4)).not_to_have_text("Never")  # expires: a date 30 days on
+    await expect(row.locator("td").nth(5).locator("code")).to_have_text(["openai/*", "local-model"])
+
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        auth = {"Authorization": f"Bearer {token}"}
+        assert (await http.get("/v1/models", headers=auth)).status_code == 200
+        refused = await http.get("/v1/models/some-other-model", headers=auth)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "model_not_allowed")
+        await page.reload()
+        await expect(row.locator("td").nth(3)).not_to_have_text("Never")  # last used: just now
+        await check_accessibility(page)
+        await screenshot(page, "tokens-limits")
+
+        # Past its expiry (set in the database: no test waits for a day) it is shown expired and refused.
+        token_id = await row.get_attribute("data-token-id")
+        assert token_id is not None
+        db = await asyncpg.connect(gateway.env["BODHI_DATABASE_URL"])
+        try:
+            await db.execute(
+                "UPDATE api_tokens SET expires_at = now() - interval '1 hour' WHERE id = $1", uuid.UUID(token_id)
+            )
+        finally:
+            await db.close()
+        await page.reload()
+        await expect(row.locator("td").nth(1)).to_have_text("Expired")
+        deadline = time.monotonic() + 5  # a cached verification lives half a second
+        while (expired := await http.get("/v1/models", headers=auth)).status_code != 401:
+            assert time.monotonic() < deadline, expired.text
+            await asyncio.sleep(0.1)
+        assert expired.json()["error"]["code"] == "token_expired"
+        await screenshot(page, "tokens-expired")
+
+
+async def test_an_invalid_models_list_is_shown_next_to_its_field(signed_in_page: Page) -> None:
+    page = signed_in_page
+    await page.goto("/ui/tokens/")
+    await page.get_by_label("Name").fill("bad models")
+    await page.get_by_label("Models").fill("x" * 600)
+    await page.get_by_role("button", name="Create token").click()
+    await expect(page.locator("#token-error-summary")).to_be_focused()
+    await expect(page.get_by_label("Models")).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#token-models-error")).not_to_be_empty()

@@ -67,3 +67,28 @@ async def test_a_power_user_gets_the_not_for_your_role_page(page: Page, make_use
     assert response.status == 403
     await expect(page.get_by_role("heading", level=1)).to_have_text("This page is not for your role")
     await expect(page.get_by_role("main")).to_contain_text("It needs the role Manager or higher")
+
+
+async def test_a_manager_limits_the_models_a_user_may_use(signed_in_page: Page, make_user: MakeUser) -> None:
+    page = signed_in_page
+    target = await make_user("user")
+    await page.goto("/ui/users/")
+    row = page.locator("#users-table tbody tr", has_text=target.username)
+    models = row.get_by_label(f"Models of {target.username}")
+    await expect(models).to_have_value("")  # every model
+    await expect(models).to_have_attribute("placeholder", "All models")
+
+    await models.fill("openai/*, local-model")
+    await row.get_by_role("button", name=f"Save models of {target.username}").click()
+    await expect(page.locator("#users-status")).to_have_text(f"{target.username} may now use openai/*, local-model.")
+    await expect(models).to_have_value("openai/*, local-model")
+    users = (await (await page.request.get("/bodhi/v1/users")).json())["data"]
+    assert [u["allowed_models"] for u in users if u["username"] == target.username] == [["openai/*", "local-model"]]
+    await check_accessibility(page)
+    await screenshot(page, "users-models")
+
+    await models.fill("")
+    await row.get_by_role("button", name=f"Save models of {target.username}").click()
+    await expect(page.locator("#users-status")).to_have_text(f"{target.username} may now use every model.")
+    users = (await (await page.request.get("/bodhi/v1/users")).json())["data"]
+    assert [u["allowed_models"] for u in users if u["username"] == target.username] == [None]

@@ -63,7 +63,9 @@ async def test_the_seed_walkthrough_in_the_browser(
 
     # Step 2: the format, and the base URL the provider quick picks fill in.
     await expect(page.get_by_label("API format")).to_have_value("openai")
-    await expect(page.get_by_label("API format").locator("option")).to_have_text(["OpenAI"])
+    await expect(page.get_by_label("API format").locator("option")).to_have_text(
+        ["OpenAI chat completions", "OpenAI Responses API", "Anthropic Messages"]
+    )
     base_url = page.get_by_label("Base URL")
     await expect(base_url).to_have_value("https://api.openai.com/v1")  # OpenAI auto-fills
     await page.get_by_label("OpenRouter").check()

@@ -13,12 +13,18 @@ STARTED names the worker and its kind (``meta["worker"]``, ``meta["kind"]``) so 
 DONE and RESPONSE carry the token usage (``meta["usage"]``); an ERROR may carry the provider's ``Retry-After`` and
 ``x-ratelimit-*`` headers (``meta["headers"]``) for the client's response. The API cancels a job by publishing
 its request id on ``RedisKeys.cancel_channel``.
+
+A job of an inbound format other than OpenAI's (``Endpoint.RESPONSES``, ``Endpoint.MESSAGES``) is answered in that
+format: CHUNK frames are its events, RESPONSE its body, usage still in chat form (``prompt_tokens``,
+``completion_tokens``). Its ERROR before the first chunk holds the route's error body; after it, the worker may end
+the stream with the format's own closing error frames: an ERROR whose ``meta[IN_BAND]`` is true holds them (SSE
+frames, written to the client as they are).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import msgpack
@@ -47,12 +53,16 @@ class Upstream:
     (``crypto.key_binding``): the API model's id for a stored key, ``ephemeral:{request_id}`` for a key typed into
     a form and never stored. A worker opens it only for the very URL it was sealed with, so no code path can send
     a key to another server. ``api_model_name`` names the API model in errors ("an admin must update its key").
+    ``api_format`` is what the provider speaks (``openai``, ``openai-responses``, ``anthropic``: the worker's
+    ``provider_formats``); ``extra_headers`` are the API model's own headers, sent on every call to it.
     """
 
     base_url: str
     key_row: str
     sealed_key: bytes
     api_model_name: str = ""
+    api_format: str = "openai"
+    extra_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +80,10 @@ class Endpoint(enum.StrEnum):
     CHAT_COMPLETIONS = "chat/completions"
     COMPLETIONS = "completions"  # legacy text completions: a `prompt`, no messages
     EMBEDDINGS = "embeddings"
+    # Inbound formats the workers translate to chat completions (``bodhi_shared.api_formats``), unless the provider
+    # speaks them itself; the answer goes back in the inbound format.
+    RESPONSES = "responses"  # the OpenAI Responses API
+    MESSAGES = "messages"  # Anthropic Messages
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +131,10 @@ class ProviderCheckJob:
     def from_wire(cls, data: dict[str, Any]) -> ProviderCheckJob:
         upstream = Upstream(**data.pop("upstream"))
         return cls(upstream=upstream, **data)
+
+
+# An ERROR event's ``meta`` key: true when its ``data`` is SSE frames that end the stream in the route's own format.
+IN_BAND = "in_band"
 
 
 class EventKind(enum.IntEnum):

@@ -12,6 +12,7 @@ of paying for an answer nobody can receive.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 
 from redis.asyncio import Redis
@@ -27,6 +28,10 @@ class EventsUndeliverable(ServiceUnavailable):
 
 
 class EventPublisher:
+    # Set while a job answers in an inbound format of its own (``bodhi_shared.translated_jobs``): each frame passed
+    # to ``chunk`` becomes what it returns (nothing is queued for b"").
+    translate: Callable[[bytes], bytes] | None
+
     def __init__(self, redis: Redis, channel: str, *, request_id: str) -> None:
         self._redis = redis
         self._channel = channel
@@ -34,6 +39,7 @@ class EventPublisher:
         self._pending: list[StreamEvent | bytes] = []  # events, or SSE frames to merge into CHUNK events
         self._sender: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
+        self.translate = None
 
     def emit(self, event: StreamEvent) -> None:
         """Queue ``event`` behind everything queued before it; it is sent without waiting for the caller."""
@@ -41,6 +47,8 @@ class EventPublisher:
 
     def chunk(self, frame: bytes) -> None:
         """Queue one SSE frame; it is sent without waiting for the caller."""
+        if self.translate is not None and not (frame := self.translate(frame)):
+            return
         self._queue(frame)
 
     async def publish(self, event: StreamEvent) -> None:

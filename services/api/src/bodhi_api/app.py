@@ -22,7 +22,9 @@ from bodhi_api.routes import (
     health,
     inference,
     local_aliases,
+    messages,
     models,
+    responses,
     setup,
     tokens,
     usage,
@@ -35,7 +37,20 @@ from bodhi_shared.metrics_server import serving_metrics
 # Every router the app serves: the authorization-matrix test reads its route table from here.
 ROUTERS = tuple(
     module.router
-    for module in (health, setup, auth, users, tokens, api_models, local_aliases, models, inference, usage)
+    for module in (
+        health,
+        setup,
+        auth,
+        users,
+        tokens,
+        api_models,
+        local_aliases,
+        models,
+        inference,
+        responses,
+        messages,
+        usage,
+    )
 )
 
 

@@ -69,7 +69,7 @@ class BodyLimitMiddleware:
         limit = self.max_body_bytes
         announced = _content_length(scope)
         if announced is not None and announced > limit:
-            await error_response(RequestTooLarge(limit=limit))(scope, receive, send)
+            await error_response(RequestTooLarge(limit=limit), path=scope["path"])(scope, receive, send)
             return
         await _LimitedExchange(self.app, limit=limit, send=send).run(scope, receive)
 
@@ -103,7 +103,7 @@ class _LimitedExchange:
     async def _refuse(self, scope: Scope, receive: Receive) -> None:
         if not self.response_started and not self.refused:
             self.refused = True
-            await error_response(RequestTooLarge(limit=self.limit))(scope, receive, self.send)
+            await error_response(RequestTooLarge(limit=self.limit), path=scope["path"])(scope, receive, self.send)
         raise BodyTooLarge  # with a response under way, the app (or the server) ends it
 
     async def _send_unless_refused(self, message: Message) -> None:

@@ -1,6 +1,10 @@
-"""The only place errors become HTTP responses, always in the OpenAI error shape."""
+"""The only place errors become HTTP responses: in the OpenAI error shape, except on the routes of another API's
+format (``ERROR_SHAPES``: Anthropic's on ``/v1/messages``)."""
 
+import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import redis.exceptions
@@ -11,20 +15,45 @@ from starlette.responses import Response
 from starlette.routing import Match, Mount
 
 from bodhi_api.http_errors import NotFound
+from bodhi_shared.api_formats.anthropic_output import error_body as anthropic_error_body
+from bodhi_shared.api_formats.sse import to_json
 from bodhi_shared.errors import BodhiError, InvalidRequest, ServiceUnavailable
+from bodhi_shared.translated_jobs import openai_error_of
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 
 
-def error_response(exc: BodhiError) -> Response:
-    return Response(exc.to_json(), status_code=exc.status_code, media_type=JSON, headers=exc.headers)
+def anthropic_error(status: int, body: bytes) -> dict[str, Any]:
+    """An error body in Anthropic's shape (``{"type": "error", "error": {"type", "message"}}``): kept if it is one
+    already (a provider's own, or a worker's), else made from the OpenAI error it holds."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("type") == "error" and isinstance(parsed.get("error"), dict):
+        return parsed
+    return anthropic_error_body(status, openai_error_of(body))
+
+
+# Routes whose errors are in another API's shape: every error at that path, from its authentication to a worker's.
+ERROR_SHAPES: dict[str, Callable[[int, bytes], bytes]] = {
+    "/v1/messages": lambda status, body: to_json(anthropic_error(status, body)),
+}
+
+
+def error_response(exc: BodhiError, *, path: str = "") -> Response:
+    """``exc`` as a response, in the error shape of the route at ``path``."""
+    body = exc.to_json()
+    if (shape := ERROR_SHAPES.get(path)) is not None:
+        body = shape(exc.status_code, body)
+    return Response(body, status_code=exc.status_code, media_type=JSON, headers=exc.headers)
 
 
 async def handle_bodhi_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BodhiError)
-    return error_response(exc)
+    return error_response(exc, path=request.url.path)
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
@@ -37,7 +66,8 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
             InvalidRequest(
                 "Send the body as JSON with the header `Content-Type: application/json` "
                 f"(this request said `{request.headers.get('content-type', '')[:80]}`)."
-            )
+            ),
+            path=request.url.path,
         )
     # A body that is not JSON has a character offset as its location, which names no field.
     loc = () if first.get("type") == "json_invalid" else first["loc"]
@@ -45,7 +75,7 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
     where = f" `{field}`" if field else ""
     # pydantic prefixes the message of a validator's ValueError; ours are sentences of their own.
     message = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
-    return error_response(InvalidRequest(f"Invalid request{where}: {message}.", param=field))
+    return error_response(InvalidRequest(f"Invalid request{where}: {message}.", param=field), path=request.url.path)
 
 
 def _sent_as_json(request: Request) -> bool:
@@ -68,22 +98,22 @@ class MethodNotAllowed(BodhiError):
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    target = f"{request.method} {request.url.path}"
+    target, path = f"{request.method} {request.url.path}", request.url.path
     if exc.status_code == 404:
-        return error_response(RouteNotFound(f"Unknown route {target}. The API reference is at /docs."))
+        return error_response(RouteNotFound(f"Unknown route {target}. The API reference is at /docs."), path=path)
     if exc.status_code == 405:
         error: BodhiError = MethodNotAllowed(f"Method not allowed: {target}.")
         error.headers = {"Allow": _allowed_methods(request) or (exc.headers or {}).get("Allow", "")}
-        return error_response(error)
+        return error_response(error, path=path)
     if exc.status_code == 400 and exc.__cause__ is not None:
         # FastAPI's "There was an error parsing the body", raised from what went wrong.
-        return error_response(InvalidRequest(_unparsable_body(exc.__cause__)))
+        return error_response(InvalidRequest(_unparsable_body(exc.__cause__)), path=path)
     error = BodhiError(str(exc.detail))
     error.status_code = exc.status_code
     error.headers = dict(exc.headers or {})
     if 400 <= exc.status_code < 500:
         error.error_type = "invalid_request_error"
-    return error_response(error)
+    return error_response(error, path=path)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -147,7 +177,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
         log.warning("%s %s: %s (%s)", request.method, request.url.path, error.message, type(exc).__name__)
     else:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(error)
+    return error_response(error, path=request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive
@@ -21,18 +21,23 @@ from bodhi_api.error_handlers import DependencyUnavailable, as_bodhi_error
 from bodhi_api.event_reader import EventReader
 from bodhi_api.metrics import UNKNOWN
 from bodhi_api.model_routing import Route, resolve_model
-from bodhi_api.relay import SSE_DONE, SSE_KEEPALIVE, Outcome, Relay, sse_data
+from bodhi_api.relay import SSE_KEEPALIVE, Outcome, Relay
 from bodhi_api.resources import Resources
+from bodhi_api.stream_wire import OPENAI_WIRE, StreamWire
 from bodhi_api.usage import UsageRecord, tokens_of
 from bodhi_shared.contract import INFERENCE_FUNCTION, Endpoint, EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError, ModelNotFound
 from bodhi_shared.openai_wire import parse_inference_request
 
+if TYPE_CHECKING:
+    from bodhi_api.inbound_formats import InboundRequest
+
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 WORKER_HEADER = "X-Bodhi-Worker"
-STREAMED_ENDPOINTS = (Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS)  # embeddings are never streamed
+# embeddings are never streamed
+STREAMED_ENDPOINTS = (Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint.RESPONSES, Endpoint.MESSAGES)
 
 
 def apply_request_params(body: dict[str, Any], params: dict[str, Any]) -> None:
@@ -135,10 +140,15 @@ async def run_inference(
     request_id: str,
     client_request_id: str | None = None,
     receive: Receive | None = None,
+    inbound: InboundRequest | None = None,
 ) -> Response:
     """``receive`` is the request's ASGI channel, its body already read: a client that disconnects before the
-    answer (or, for a stream, before its response starts) cancels the job."""
+    answer (or, for a stream, before its response starts) cancels the job. ``inbound``: a route of another API's
+    format (``inbound_formats``), whose steps run at their places here."""
     request, body = parse_inference_request(raw_body, endpoint=endpoint)
+    principal.grant.check(request.model)  # 403 model_not_allowed before anything is looked up or enqueued
+    if inbound is not None:
+        await inbound.prepare(body)
     try:
         route = await resolve_model(resources.db, request.model, cache=resources.route_cache)
     except ModelNotFound as exc:  # counted under `unknown`: a client's string never becomes a label
@@ -147,7 +157,11 @@ async def run_inference(
         raise
     access_log.note(model=route.model)
     stream = request.stream and endpoint in STREAMED_ENDPOINTS
-    payload, relay_usage_chunk = upstream_body(body, route, stream=stream)
+    if inbound is None:
+        payload, relay_usage_chunk = upstream_body(body, route, stream=stream)
+    else:  # no stream_options: the worker's translation asks for usage itself
+        payload, relay_usage_chunk = inbound.upstream_body(body, route), True
+    wire = OPENAI_WIRE if inbound is None else inbound.wire()
     job = InferenceJob(
         request_id=request_id,
         channel=resources.hub.channel,
@@ -185,7 +199,7 @@ async def run_inference(
         # Still queued behind busy workers, or waiting for the first token: start the stream now and keep the
         # connection alive (load balancers cut idle ones); from here on an error reaches the client in-band.
         return StreamingResponse(
-            _stream_once_dispatched(resources, dispatching, timer, request_id),
+            _stream_once_dispatched(resources, dispatching, timer, request_id, wire=wire, inbound=inbound),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
@@ -195,12 +209,15 @@ async def run_inference(
         timer.finish(Outcome("error", exc.status_code))
         raise
     timer.first_content()
-    relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish)
+    relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish, wire=wire)
     if stream:
         headers = SSE_HEADERS | worker_header(reader.worker_id)
-        return StreamingResponse(_counted(resources, relay), media_type="text/event-stream", headers=headers)
+        body_iterator = _counted(resources, relay, inbound=inbound)
+        return StreamingResponse(body_iterator, media_type="text/event-stream", headers=headers)
     response = _single_response(relay, first)
     response.headers.update(worker_header(reader.worker_id))
+    if inbound is not None:
+        await inbound.answered(first.data)
     return response
 
 
@@ -254,6 +271,9 @@ async def _stream_once_dispatched(
     dispatching: asyncio.Future[tuple[EventReader, StreamEvent]],
     timer: RequestTimer,
     request_id: str,
+    *,
+    wire: StreamWire = OPENAI_WIRE,
+    inbound: InboundRequest | None = None,
 ) -> AsyncIterator[bytes]:
     """A stream whose response started before a worker sent its first content: keep-alives until it does, then
     the relay; a failure meanwhile becomes an in-band error. A client that leaves meanwhile withdraws the job."""
@@ -272,18 +292,20 @@ async def _stream_once_dispatched(
         if not isinstance(exc, BodhiError) and not isinstance(error, DependencyUnavailable):
             log.error("request %s failed while it waited for a worker", request_id, exc_info=exc)
         timer.finish(Outcome("error", error.status_code))
-        yield sse_data(error.to_json()) + SSE_DONE
+        yield wire.error(error.status_code, error.to_json())
         return
     timer.first_content()
-    relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish)
-    async for frame in _counted(resources, relay):
+    relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish, wire=wire)
+    async for frame in _counted(resources, relay, inbound=inbound):
         yield frame
 
 
-async def _counted(resources: Resources, relay: Relay) -> Any:
+async def _counted(resources: Resources, relay: Relay, *, inbound: InboundRequest | None = None) -> Any:
     resources.metrics.active_streams.inc()
     try:
         async for frame in relay.sse():
             yield frame
+        if inbound is not None:
+            await inbound.finished()  # before the body ends: what it stores is there for the client's next request
     finally:
         resources.metrics.active_streams.dec()

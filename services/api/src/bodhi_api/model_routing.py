@@ -66,8 +66,8 @@ async def resolve_model(db: asyncpg.Pool, name: str, *, cache: RouteCache | None
 
 async def _lookup(db: asyncpg.Pool, name: str) -> Route:
     row = await db.fetchrow(
-        "SELECT s.upstream_model, a.id, a.name, a.base_url, a.sealed_key, l.alias, l.path, l.context_params,"
-        " l.request_params FROM served_models s"
+        "SELECT s.upstream_model, a.id, a.name, a.base_url, a.sealed_key, a.api_format, a.extra_headers, l.alias,"
+        " l.path, l.context_params, l.request_params FROM served_models s"
         " LEFT JOIN api_models a ON a.id = s.api_model_id LEFT JOIN local_aliases l ON l.alias = s.alias"
         " WHERE s.model_id = $1",
         name,
@@ -82,6 +82,8 @@ async def _lookup(db: asyncpg.Pool, name: str) -> Route:
         key_row=str(row["id"]),
         sealed_key=bytes(row["sealed_key"]),
         api_model_name=row["name"],
+        api_format=row["api_format"],
+        extra_headers=dict(row["extra_headers"]),
     )
     return Route(model=name, upstream_model=row["upstream_model"], api_model_id=row["id"], upstream=upstream)
 

@@ -1,7 +1,8 @@
 """``/openapi.json`` as the API really answers: FastAPI's document, corrected where Bodhi differs from FastAPI.
 
 FastAPI declares a 422 with its own validation body on every route with input, and nothing else. Bodhi answers
-invalid input with 400 in the OpenAI error shape (``error_handlers.handle_validation_error``), authenticates
+invalid input with 400 in the OpenAI error shape (``error_handlers.handle_validation_error``; Anthropic's on
+``/v1/messages``, ``AnthropicErrorBody``), authenticates
 callers (401, 403), looks things up (404), refuses clashes (409), large bodies (413), floods (429) and works
 without Postgres or Redis only long enough to say so (503). Those answers are derived from each route's shape
 (its body, parameters, dependencies and method), plus ``_EXTRA_STATUSES`` for what the shape cannot show.
@@ -19,7 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from bodhi_api.auth.principal import authenticate
+from bodhi_api.auth.principal import API_KEY_PATHS, authenticate
 from bodhi_api.auth.sessions import COOKIE_NAME
 from bodhi_api.deps import get_resources
 from bodhi_api.routes.usage import metrics_reader
@@ -38,9 +39,21 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error Bodhi answers, in the OpenAI error shape."""
+    """Every error Bodhi answers, in the OpenAI error shape (but on ``/v1/messages``: ``AnthropicErrorBody``)."""
 
     error: ErrorDetail
+
+
+class AnthropicErrorDetail(BaseModel):
+    type: str = Field(description="`invalid_request_error`, `authentication_error`, `not_found_error`, ...")
+    message: str = Field(description="What went wrong and what to do about it.")
+
+
+class AnthropicErrorBody(BaseModel):
+    """The errors of ``/v1/messages``, in Anthropic's error shape."""
+
+    type: str = Field(description="Always `error`.")
+    error: AnthropicErrorDetail
 
 
 _DESCRIPTIONS = {
@@ -70,7 +83,14 @@ _EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/chat/completions"): (404, 429, 502, 504),
     ("POST", "/v1/completions"): (404, 429, 502, 504),
     ("POST", "/v1/embeddings"): (404, 429, 502, 504),
+    ("POST", "/v1/responses"): (404, 429, 502, 504),  # 404: the model, or a previous_response_id
+    ("POST", "/v1/messages"): (404, 429, 502, 504),
 }
+# Streamed as server-sent events when the body asks for it.
+_STREAMED = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages")
+# Routes whose errors are in Anthropic's shape (``error_handlers.ERROR_SHAPES``).
+_ANTHROPIC_SHAPED = frozenset({"/v1/messages"})
+_OBJECTS = {"type": "array", "items": {"type": "object"}}
 
 _MODEL = {
     "type": "string",
@@ -116,9 +136,47 @@ _INFERENCE_BODIES: dict[str, dict[str, Any]] = {
         "additionalProperties": True,
         "description": "An OpenAI embeddings request; fields other than `model` pass through.",
     },
+    "/v1/responses": {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": _MODEL,
+            "input": {"anyOf": [{"type": "string"}, _OBJECTS]},
+            "stream": {"type": ["boolean", "null"], "description": "Answer as server-sent events."},
+            "tools": {"type": ["array", "null"], "items": {"type": "object"}},
+            "previous_response_id": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "description": "Continue after a stored response of yours: its input and output come first.",
+            },
+            "store": {"type": ["boolean", "null"], "description": "Keep the response (default true)."},
+        },
+        "additionalProperties": True,
+        "description": "An OpenAI Responses API request, answered by any model (translated to a chat completion "
+        "unless its provider speaks the Responses API).",
+    },
+    "/v1/messages": {
+        "type": "object",
+        "required": ["model", "messages", "max_tokens"],
+        "properties": {
+            "model": _MODEL,
+            "messages": _OBJECTS,
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "stream": {"type": ["boolean", "null"], "description": "Answer as server-sent events."},
+            "tools": {"type": ["array", "null"], "items": {"type": "object"}},
+        },
+        "additionalProperties": True,
+        "description": "An Anthropic Messages request, answered by any model (translated to a chat completion "
+        "unless its provider is an Anthropic one). Errors are in Anthropic's shape.",
+    },
 }
 # A provider's error is relayed with its status and body (the OpenAI shape, possibly with fields of its own).
 _RELAYED_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "object"}}}
+_RELAYED_ANTHROPIC_ERROR = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {"type": {"const": "error"}, "error": {"type": "object"}},
+}
 
 
 def install_openapi(app: FastAPI, routers: Iterable[APIRouter]) -> None:
@@ -145,9 +203,18 @@ def bodhi_openapi(app: FastAPI, routes: Sequence[APIRoute]) -> dict[str, Any]:
     error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error_schema.pop("$defs"))
     schemas["ErrorBody"] = error_schema
+    anthropic_schema = AnthropicErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(anthropic_schema.pop("$defs"))
+    schemas["AnthropicErrorBody"] = anthropic_schema
     document["components"]["securitySchemes"] = {
         "bearerToken": {"type": "http", "scheme": "bearer", "description": "An API token (POST /bodhi/v1/tokens)."},
         "sessionCookie": {"type": "apiKey", "in": "cookie", "name": COOKIE_NAME, "description": "A browser session."},
+        "apiKeyHeader": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-api-key",
+            "description": "An API token in Anthropic's header, on the routes under /v1/.",
+        },
     }
     for route in routes:
         if not route.include_in_schema:
@@ -163,8 +230,10 @@ def _correct(operation: dict[str, Any], *, route: APIRoute, method: str) -> None
     if path in _INFERENCE_BODIES:
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": _INFERENCE_BODIES[path]}}}
         operation["responses"]["200"]["content"] = {JSON: {"schema": {"type": "object"}}}
-        if path in ("/v1/chat/completions", "/v1/completions"):
+        if path in _STREAMED:
             operation["responses"]["200"]["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+    if path == "/v1/responses/{response_id}" and method == "GET":
+        operation["responses"]["200"]["content"] = {JSON: {"schema": {"type": "object"}}}  # a stored Response
     if path == "/metrics":
         operation["responses"]["200"] = {
             "description": "Prometheus metrics, in the text exposition format.",
@@ -180,15 +249,18 @@ def _correct(operation: dict[str, Any], *, route: APIRoute, method: str) -> None
     authenticated = _depends_on(route.dependant, authenticate) or _depends_on(route.dependant, metrics_reader)
     if authenticated:
         operation["security"] = [{"bearerToken": []}, {"sessionCookie": []}]
+        if path.startswith(API_KEY_PATHS):
+            operation["security"].append({"apiKeyHeader": []})
+    anthropic = path in _ANTHROPIC_SHAPED
     for status in _statuses(operation, route=route, method=method, authenticated=authenticated):
         operation["responses"].setdefault(
             str(status),
-            {"description": _DESCRIPTIONS[str(status)], "content": {JSON: {"schema": _error_ref()}}},
+            {"description": _DESCRIPTIONS[str(status)], "content": {JSON: {"schema": _error_ref(anthropic=anthropic)}}},
         )
     if path in _INFERENCE_BODIES:
         operation["responses"]["default"] = {
             "description": "A provider's error, relayed with its status and body.",
-            "content": {JSON: {"schema": _RELAYED_ERROR}},
+            "content": {JSON: {"schema": _RELAYED_ANTHROPIC_ERROR if anthropic else _RELAYED_ERROR}},
         }
 
 
@@ -211,8 +283,8 @@ def _statuses(operation: dict[str, Any], *, route: APIRoute, method: str, authen
     return sorted(statuses)
 
 
-def _error_ref() -> dict[str, str]:
-    return {"$ref": "#/components/schemas/ErrorBody"}
+def _error_ref(*, anthropic: bool = False) -> dict[str, str]:
+    return {"$ref": "#/components/schemas/AnthropicErrorBody" if anthropic else "#/components/schemas/ErrorBody"}
 
 
 def _depends_on(dependant: Dependant, call: object) -> bool:

@@ -10,20 +10,15 @@ from typing import TYPE_CHECKING, Any
 from bodhi_api.error_handlers import as_bodhi_error
 from bodhi_api.event_reader import EventReader, publish_cancel
 from bodhi_api.stream_hub import API_SIDE, error_event
-from bodhi_shared.contract import EventKind, StreamEvent
+from bodhi_api.stream_wire import OPENAI_WIRE, SSE_DONE, SSE_KEEPALIVE, StreamWire, sse_data
+from bodhi_shared.contract import IN_BAND, EventKind, StreamEvent
 
 if TYPE_CHECKING:
     from bodhi_api.resources import Resources
 
 log = logging.getLogger(__name__)
 
-
-def sse_data(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"
-
-
-SSE_DONE = sse_data(b"[DONE]")
-SSE_KEEPALIVE = b": keep-alive\n\n"
+__all__ = ["SSE_DONE", "SSE_KEEPALIVE", "Outcome", "Relay", "sse_data"]
 
 
 @dataclass
@@ -47,8 +42,10 @@ class Relay:
         *,
         request_id: str,
         on_finish: Callable[[Outcome], None],
+        wire: StreamWire = OPENAI_WIRE,
     ) -> None:
         self._resources = resources
+        self.wire = wire  # how the stream ends and fails: the route's format
         self._reader = reader
         self.first = first
         self._request_id = request_id
@@ -78,7 +75,7 @@ class Relay:
 
     async def sse(self) -> AsyncIterator[bytes]:
         """The SSE body: chunks as they arrive, keep-alives while waiting, an in-band error if one comes, then
-        ``[DONE]``. A client that goes away cancels the job."""
+        ``[DONE]`` (in the route's format: ``wire``). A client that goes away cancels the job."""
         outcome = Outcome()
         try:
             event: StreamEvent | None = self.first
@@ -86,14 +83,18 @@ class Relay:
                 if event is None:
                     yield SSE_KEEPALIVE
                 elif event.kind == EventKind.CHUNK:
+                    self.wire.relayed(event.data)
                     yield event.data
                 elif event.kind == EventKind.DONE:
                     outcome = Outcome("ok", 200, event.usage, worker_finished=True)
-                    yield SSE_DONE
+                    if closing := self.wire.done():
+                        yield closing
                     break
                 elif event.kind == EventKind.ERROR:
-                    outcome = Outcome("error", event.status, worker_finished=not (event.meta or {}).get(API_SIDE))
-                    yield sse_data(event.data) + SSE_DONE
+                    meta = event.meta or {}
+                    outcome = Outcome("error", event.status, worker_finished=not meta.get(API_SIDE))
+                    # a worker's own closing frames (``contract.IN_BAND``), or an error body to write in the format
+                    yield event.data if meta.get(IN_BAND) else self.wire.error(event.status, event.data)
                     break
                 event = await self._next_or_error()
         finally:

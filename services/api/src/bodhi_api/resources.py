@@ -72,11 +72,13 @@ class Resources:
         self.route_cache.clear()
         self.spawn(publish_catalogue(self.db, self.redis, self.keys))
 
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Run bookkeeping off the request path (e.g. ``last_used_at``); failures are logged, not raised."""
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run bookkeeping off the request path (e.g. ``last_used_at``); failures are logged, not raised. The
+        task may be awaited (a stored response, before its stream ends); it runs on if the awaiter is cancelled."""
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._finished)
+        return task
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)

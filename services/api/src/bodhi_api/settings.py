@@ -44,6 +44,9 @@ class ApiSettings(PostgresSettings, RedisSettings, WorkerPublicKeySettings, Upst
     # Comma-separated origins (`https://app.example.com`) whose browser apps may call the API (``cors``); `*` for
     # any. None by default: browsers then let only the API's own pages read its answers.
     cors_origins: str = ""
+    # How long a stored Responses API answer (`store`, on by default) can be read back or continued with
+    # `previous_response_id`; expired ones are deleted lazily (``responses_store``).
+    responses_retention_days: float = Field(default=30, gt=0)
 
     @field_validator("cors_origins")
     @classmethod

@@ -21,6 +21,7 @@ from bodhi_shared.errors import BodhiError, InvalidRequest
 from bodhi_shared.event_publisher import EventPublisher
 from bodhi_shared.job_runner import run_inference_job
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND
+from bodhi_shared.translated_jobs import answer_in_format
 from bodhi_shared.worker_metrics import WorkerMetrics
 
 if TYPE_CHECKING:
@@ -38,7 +39,10 @@ async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         cancels=worker.cancels,
         worker_id=worker.worker_id,
         kind=LOCAL_WORKER_KIND,
-        answer=lambda events: answer(worker, job, events),
+        # `/v1/responses` and `/v1/messages` are answered as chat completions, translated (``translated_jobs``)
+        answer=lambda events: answer_in_format(
+            job, events, lambda chat, chat_events: answer(worker, chat, chat_events)
+        ),
         metrics=worker.metrics,
     )
 

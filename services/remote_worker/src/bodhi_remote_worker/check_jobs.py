@@ -54,7 +54,13 @@ async def fetch_models(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         try:
             provider = worker.provider(job.upstream)
             async with give_up_after(worker.settings.provider_check_timeout, base_url=provider.base_url):
-                models = await list_models(worker.http, base_url=provider.base_url, api_key=provider.api_key)
+                models = await list_models(
+                    worker.http,
+                    base_url=provider.base_url,
+                    api_key=provider.api_key,
+                    api_format=provider.api_format,
+                    extra_headers=provider.extra_headers,
+                )
         except BodhiError as exc:
             report(JobOutcome.ERROR)
             log.info("fetch models %s failed: %s", job.request_id, exc.message)
@@ -76,7 +82,12 @@ async def check_connection(ctx: dict[str, Any], payload: dict[str, Any]) -> None
             provider = worker.provider(job.upstream)
             async with give_up_after(worker.settings.provider_check_timeout, base_url=provider.base_url):
                 reply = await test_connection(
-                    worker.http, base_url=provider.base_url, api_key=provider.api_key, model=job.model or ""
+                    worker.http,
+                    base_url=provider.base_url,
+                    api_key=provider.api_key,
+                    model=job.model or "",
+                    api_format=provider.api_format,
+                    extra_headers=provider.extra_headers,
                 )
         except ProviderCheckFailed as exc:
             report(JobOutcome.ERROR)

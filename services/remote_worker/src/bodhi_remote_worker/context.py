@@ -30,7 +30,13 @@ class RemoteWorkerContext:
         """Open the sealed key: the only place a provider key exists in plain text."""
         # Opened for the URL it is sent to: a key sealed for another base URL does not open.
         api_key = self.keyring.open(upstream.sealed_key, row=upstream.key_row, base_url=upstream.base_url)
-        return Provider(base_url=upstream.base_url, api_key=api_key, api_model_name=upstream.api_model_name)
+        return Provider(
+            base_url=upstream.base_url,
+            api_key=api_key,
+            api_model_name=upstream.api_model_name,
+            api_format=upstream.api_format,
+            extra_headers=dict(upstream.extra_headers),
+        )
 
     async def publish(self, job: ProviderCheckJob, event: StreamEvent) -> None:
         await self.redis.publish(job.channel, replace(event, request_id=job.request_id).encode())

@@ -6,7 +6,9 @@ import json
 import logging
 from typing import Any
 
+from bodhi_remote_worker import inbound_formats
 from bodhi_remote_worker.context import RemoteWorkerContext, context_of
+from bodhi_remote_worker.provider_formats.calls import forward_adapted, serving_adapter, stream_adapted
 from bodhi_remote_worker.upstream import Provider, forward, stream_sse
 from bodhi_shared.contract import EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError, UpstreamError, UpstreamHTTPError
@@ -27,7 +29,8 @@ async def inference(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         cancels=worker.cancels,
         worker_id=worker.worker_id,
         kind=REMOTE_WORKER_KIND,
-        answer=lambda events: relay(worker, job, events),
+        # `/v1/responses` and `/v1/messages`: passed through, or as a chat completion translated back
+        answer=lambda events: inbound_formats.answer(worker, job, events, relay=relay),
         metrics=worker.metrics,
     )
 
@@ -63,11 +66,20 @@ async def _call(
     worker: RemoteWorkerContext, job: InferenceJob, provider: Provider, events: EventPublisher, call: ProviderCall
 ) -> StreamEvent:
     endpoint, client_request_id = job.endpoint, job.client_request_id
+    adapter = serving_adapter(provider, endpoint)  # a provider of another API format: its answers translated
     if not job.stream:
-        body = await forward(worker.http, provider, job.body, endpoint=endpoint, client_request_id=client_request_id)
+        if adapter is None:
+            body = await forward(
+                worker.http, provider, job.body, endpoint=endpoint, client_request_id=client_request_id
+            )
+        else:
+            body = await forward_adapted(worker.http, provider, adapter, job.body, client_request_id=client_request_id)
         return StreamEvent(EventKind.RESPONSE, data=body, meta={"usage": usage_in(body)})
     usage = None
-    chunks = stream_sse(worker.http, provider, job.body, endpoint=endpoint, client_request_id=client_request_id)
+    if adapter is None:
+        chunks = stream_sse(worker.http, provider, job.body, endpoint=endpoint, client_request_id=client_request_id)
+    else:
+        chunks = stream_adapted(worker.http, provider, adapter, job.body, client_request_id=client_request_id)
     async for data in chunks:
         call.first_byte()
         if b'"usage"' in data and (found := usage_in(data)) is not None:

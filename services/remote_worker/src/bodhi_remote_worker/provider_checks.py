@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
+from bodhi_remote_worker.provider_formats import adapter_for
 from bodhi_remote_worker.secret_mask import SecretMask
-from bodhi_remote_worker.upstream import Provider, auth_headers, map_httpx_errors
+from bodhi_remote_worker.upstream import Provider, auth_headers, map_httpx_errors, with_extra_headers
 from bodhi_shared.errors import (
     ProviderCheckFailed,
     UpstreamAddressRefused,
@@ -46,6 +48,9 @@ DETAIL_LIMIT = 200  # characters of the provider's own error text kept in a mess
 _CAUSE_DEPTH = 8  # how far down an exception chain to look for an ssl.SSLError
 _MENTIONS_MODEL = re.compile(r"\bmodels?\b", re.IGNORECASE)
 PATH_HINT = "check the base URL's path (most providers' ends with /v1)"
+# Anthropic lists its models in pages (20 by default, at most 1000 a page): the pages followed, at most.
+ANTHROPIC_PAGE_SIZE = 1000
+MAX_MODEL_PAGES = 10
 
 
 @contextlib.asynccontextmanager
@@ -63,16 +68,46 @@ async def give_up_after(seconds: float, *, base_url: str) -> AsyncIterator[None]
         ) from None
 
 
-async def list_models(client: httpx.AsyncClient, *, base_url: str, api_key: str) -> list[str]:
-    """The ids of the provider's models (``GET {base_url}/models``), de-duplicated, sorted regardless of case."""
-    target = Provider(base_url=base_url, api_key=api_key)
-    response = await _send(client, target, "GET", "/models")
-    if response.status_code >= 300:
-        raise _status_failure(response, target, model=None)
-    data = _json(response).get("data")
+def check_target(
+    *, base_url: str, api_key: str, api_format: str = "openai", extra_headers: Mapping[str, str] | None = None
+) -> Provider:
+    return Provider(base_url=base_url, api_key=api_key, api_format=api_format, extra_headers=dict(extra_headers or {}))
+
+
+async def list_models(
+    client: httpx.AsyncClient,
+    *,
+    base_url: str,
+    api_key: str,
+    api_format: str = "openai",
+    extra_headers: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The ids of the provider's models (``GET {base_url}/models``), de-duplicated, sorted regardless of case.
+
+    Every format lists them as ``{"data": [{"id": ...}, ...]}``; Anthropic's list comes in pages (``has_more``,
+    ``last_id``), followed up to ``MAX_MODEL_PAGES``."""
+    target = check_target(base_url=base_url, api_key=api_key, api_format=api_format, extra_headers=extra_headers)
+    paged = api_format == "anthropic"
+    path = f"/models?limit={ANTHROPIC_PAGE_SIZE}" if paged else "/models"
+    models: set[str] = set()
+    for _ in range(MAX_MODEL_PAGES):
+        response = await _send(client, target, "GET", path)
+        if response.status_code >= 300:
+            raise _status_failure(response, target, model=None)
+        page = _json(response)
+        models |= _model_ids(response, page)
+        last = page.get("last_id")
+        if not (paged and page.get("has_more") is True and isinstance(last, str) and last):
+            break
+        path = f"/models?limit={ANTHROPIC_PAGE_SIZE}&after_id={quote(last, safe='')}"
+    return sorted(models, key=lambda model: (model.lower(), model))
+
+
+def _model_ids(response: httpx.Response, page: dict[str, Any]) -> set[str]:
+    data = page.get("data")
     if not isinstance(data, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str) for e in data):
         raise _malformed(response, 'no "data" list of models with string "id"s')
-    return sorted({entry["id"] for entry in data}, key=lambda model: (model.lower(), model))
+    return {entry["id"] for entry in data}
 
 
 async def test_connection(
@@ -82,15 +117,18 @@ async def test_connection(
     api_key: str,
     model: str,
     # PT028: the name is the product's "test connection", not a pytest test, so defaults are fine
+    api_format: str = "openai",  # noqa: PT028
+    extra_headers: Mapping[str, str] | None = None,  # noqa: PT028
     attempts: int = 3,  # noqa: PT028
     backoff_s: float = 0.5,  # noqa: PT028
 ) -> str:
-    """Send ``model`` a tiny non-streamed chat completion; return the assistant's reply (may be empty).
+    """Send ``model`` a tiny non-streamed chat completion (in the provider's format: a Messages request with
+    ``max_tokens`` for Anthropic, a Response for the Responses API); return the assistant's reply (may be empty).
 
     Network errors, timeouts, 429 and 5xx are retried, ``attempts`` tries in all, after ``backoff_s``,
     ``2 * backoff_s``, ... Anything else (a bad key, an unknown model, a malformed answer) fails at once.
     """
-    target = Provider(base_url=base_url, api_key=api_key)
+    target = check_target(base_url=base_url, api_key=api_key, api_format=api_format, extra_headers=extra_headers)
     body = {"model": model, "messages": [{"role": "user", "content": TEST_PROMPT}], "max_tokens": TEST_MAX_TOKENS}
     attempt = 1
     while True:
@@ -114,10 +152,18 @@ def is_transient(error: ProviderCheckFailed) -> bool:
 
 
 async def _test_once(client: httpx.AsyncClient, target: Provider, body: dict[str, Any]) -> str:
-    response = await _send(client, target, "POST", "/chat/completions", json_body=body)
+    adapter = adapter_for(target.api_format)
+    path, sent = ("chat/completions", body) if adapter is None else adapter.request_from_chat(body)
+    response = await _send(client, target, "POST", f"/{path}", json_body=sent)
     if response.status_code >= 300:
         raise _status_failure(response, target, model=str(body["model"]))
-    choices = _json(response).get("choices")
+    answer = _json(response)
+    if adapter is not None:
+        try:
+            answer = adapter.chat_from_response(answer, model=str(body["model"]))
+        except UpstreamError:
+            raise _malformed(response, f"not an answer of the `{target.api_format}` API format") from None
+    choices = answer.get("choices")
     first = choices[0] if isinstance(choices, list) and choices else None
     message = first.get("message") if isinstance(first, dict) else None
     if not isinstance(message, dict):
@@ -137,7 +183,7 @@ async def _send(
     host = _host_of(target.base_url)
     try:
         request = client.build_request(
-            method, f"{target.base_url.rstrip('/')}{path}", json=json_body, headers=auth_headers(target.api_key)
+            method, f"{target.base_url.rstrip('/')}{path}", json=json_body, headers=_headers(target)
         )
     except httpx.InvalidURL as exc:
         raise _failure(CONNECTION_FAILED, "the base URL is not a valid URL.") from exc
@@ -155,6 +201,13 @@ async def _send(
         raise ProviderCheckFailed(exc.message, code=NETWORK_ERROR) from exc.__cause__
     except UpstreamError as exc:
         raise ProviderCheckFailed(exc.message, code=CONNECTION_FAILED) from exc.__cause__
+
+
+def _headers(target: Provider) -> dict[str, str]:
+    """The API model's extra headers, then the key in the format's header (none for a keyless provider)."""
+    adapter = adapter_for(target.api_format)
+    own = auth_headers(target.api_key) if adapter is None else adapter.headers(target.api_key)
+    return with_extra_headers(target.extra_headers, own)
 
 
 def _status_failure(response: httpx.Response, target: Provider, *, model: str | None) -> ProviderCheckFailed:

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -31,6 +31,8 @@ class Provider:
     base_url: str
     api_key: str = field(repr=False)
     api_model_name: str = ""  # for errors that tell the caller which API model needs a new key
+    api_format: str = "openai"  # what the provider speaks: bodhi_remote_worker.provider_formats
+    extra_headers: Mapping[str, str] = field(default_factory=dict)  # the API model's own, sent on every call
 
 
 SSE_DONE = "[DONE]"
@@ -59,10 +61,19 @@ def auth_headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
 
 
+def with_extra_headers(extra: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
+    """An API model's extra headers, then Bodhi's own (``own``: the key, the content type, the format's), which
+    win whatever their case: an extra header never replaces one of them."""
+    taken = {name.lower() for name in own}
+    return {**{name: value for name, value in extra.items() if name.lower() not in taken}, **own}
+
+
 def _request(
     client: httpx.AsyncClient, upstream: Provider, endpoint: str, body: bytes, *, client_request_id: str | None
 ) -> httpx.Request:
-    headers = {"Content-Type": "application/json", **auth_headers(upstream.api_key)}
+    headers = with_extra_headers(
+        upstream.extra_headers, {"Content-Type": "application/json", **auth_headers(upstream.api_key)}
+    )
     if client_request_id and _is_header_safe(client_request_id):
         headers["X-Request-Id"] = client_request_id  # the client's own id, so it can trace the call at the provider
     return client.build_request("POST", f"{upstream.base_url}/{endpoint}", content=body, headers=headers)

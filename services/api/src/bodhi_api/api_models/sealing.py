@@ -20,11 +20,14 @@ log = logging.getLogger(__name__)
 async def seal_api_key(settings: ApiSettings, api_key: str, *, row: str, base_url: str) -> tuple[bytes, str]:
     """The sealed key (bound to ``row`` and ``base_url``) and its masked hint; the plaintext goes no further.
 
+    A keyless provider's empty key is sealed too (its hint is empty): every row then holds a key bound to its URL,
+    the workers open them all alike, and an empty one sends no key header at all.
+
     The public key is read at each use, so a rotated key file is picked up without a restart: in a thread, as a
     file read must not hold up the event loop."""
     public_key = await asyncio.to_thread(settings.load_worker_public_key)
     sealed = seal(api_key, public_key=public_key, binding=key_binding(row, base_url))
-    return sealed.to_bytes(), key_hint(api_key)
+    return sealed.to_bytes(), key_hint(api_key) if api_key else ""
 
 
 def ephemeral_row(request_id: str) -> str:

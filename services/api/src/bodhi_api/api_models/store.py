@@ -16,7 +16,10 @@ KEY_FOR_NEW_URL = (
     "anywhere else. Enter the key for {url}."
 )
 
-_COLUMNS = "id, name, api_format, base_url, prefix, models, sealed_key, key_hint, created_by, created_at, updated_at"
+_COLUMNS = (
+    "id, name, api_format, base_url, prefix, models, extra_headers, sealed_key, key_hint, created_by, created_at,"
+    " updated_at"
+)
 
 
 async def list_api_models(db: asyncpg.Pool) -> list[asyncpg.Record]:
@@ -43,8 +46,9 @@ async def create_api_model(
     async with db.acquire() as conn, conn.transaction():
         await _check_and_lock(conn, api_model_id, fields)
         await conn.execute(
-            "INSERT INTO api_models (id, name, api_format, base_url, prefix, models, sealed_key, key_hint, created_by)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO api_models"
+            " (id, name, api_format, base_url, prefix, models, sealed_key, key_hint, created_by, extra_headers)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             api_model_id,
             fields.display_name(),
             fields.api_format,
@@ -54,6 +58,7 @@ async def create_api_model(
             sealed_key,
             key_hint,
             created_by,
+            fields.extra_headers,
         )
         await _claim_served_ids(conn, api_model_id, fields)
     row = await get_api_model(db, api_model_id)
@@ -80,8 +85,8 @@ async def update_api_model(
         await _check_and_lock(conn, api_model_id, fields)
         await conn.execute(
             "UPDATE api_models SET name = $2, api_format = $3, base_url = $4, prefix = $5, models = $6,"
-            " sealed_key = COALESCE($7, sealed_key), key_hint = COALESCE($8, key_hint), updated_at = now()"
-            " WHERE id = $1",
+            " sealed_key = COALESCE($7, sealed_key), key_hint = COALESCE($8, key_hint), extra_headers = $9,"
+            " updated_at = now() WHERE id = $1",
             api_model_id,
             fields.display_name(),
             fields.api_format,
@@ -90,6 +95,7 @@ async def update_api_model(
             fields.models,
             sealed_key,
             key_hint,
+            fields.extra_headers,
         )
         await _claim_served_ids(conn, api_model_id, fields)
     return await get_api_model(db, api_model_id)

@@ -12,14 +12,18 @@ from fastapi import Depends, Request
 
 from bodhi_api import access_log
 from bodhi_api.auth.api_tokens import parse_token
+from bodhi_api.auth.grants import ALL_MODELS, ModelGrant
 from bodhi_api.auth.roles import Role
 from bodhi_api.auth.sessions import COOKIE_NAME, session_user_id
+from bodhi_api.auth.token_expiry import is_expired, token_expired
 from bodhi_api.auth.tokens import now_utc, touch_last_used, verify_token
 from bodhi_api.auth.users import User, find_user
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import CrossOriginRefused, NotAuthenticated, PermissionDenied
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Where a token may also come as `x-api-key` (Anthropic's header): the OpenAI- and Anthropic-compatible routes.
+API_KEY_PATHS = "/v1/"
 _HOW_TO = "Send `Authorization: Bearer <token>` (create one with POST /bodhi/v1/tokens) or log in."
 
 
@@ -29,6 +33,7 @@ class Principal:
     via: Literal["token", "session"]
     owner_role: Role  # the user's own role, whatever the token's scope
     token_id: uuid.UUID | None = None
+    grant: ModelGrant = ALL_MODELS  # the models it may use: the user's grant, and a token's own (``auth.grants``)
 
 
 def check_same_origin(request: Request) -> None:
@@ -49,6 +54,9 @@ async def authenticate(request: Request, resources: ResourcesDep) -> Principal:
 
 async def _authenticate(request: Request, resources: ResourcesDep) -> Principal:
     authorization = request.headers.get("authorization")
+    if authorization is None and request.url.path.startswith(API_KEY_PATHS):
+        api_key = request.headers.get("x-api-key")  # how Anthropic's SDKs send the key: a Bodhi token here too
+        authorization = f"Bearer {api_key}" if api_key is not None else None
     if authorization is not None:
         return await _from_bearer(resources, authorization)
     session_id = request.cookies.get(COOKIE_NAME)
@@ -59,7 +67,7 @@ async def _authenticate(request: Request, resources: ResourcesDep) -> Principal:
             raise NotAuthenticated(f"Your session has ended. {_HOW_TO}")
         if request.method not in SAFE_METHODS:
             check_same_origin(request)
-        return Principal(user=user, via="session", owner_role=user.role)
+        return Principal(user=user, via="session", owner_role=user.role, grant=ModelGrant(user=user.allowed_models))
     raise NotAuthenticated(f"Missing credentials. {_HOW_TO}")
 
 
@@ -73,9 +81,18 @@ async def _from_bearer(resources: ResourcesDep, authorization: str) -> Principal
             resources.token_cache.put(parsed.token_hash, verified)
     if verified is None:
         raise NotAuthenticated(f"Invalid, inactive or deleted API token. {_HOW_TO}")
-    if verified.needs_last_used_update(now_utc()):
+    now = now_utc()
+    if verified.expires_at is not None and is_expired(verified.expires_at, now):  # checked on cached ones too
+        raise token_expired(verified.expires_at)
+    if verified.needs_last_used_update(now):
         resources.spawn(touch_last_used(resources.db, verified.token_id))
-    return Principal(user=verified.user, via="token", owner_role=verified.owner_role, token_id=verified.token_id)
+    return Principal(
+        user=verified.user,
+        via="token",
+        owner_role=verified.owner_role,
+        token_id=verified.token_id,
+        grant=verified.grant,
+    )
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
+from bodhi_api.auth.grants import normalise
 from bodhi_api.auth.passwords import hash_password
 from bodhi_api.auth.roles import Role
 from bodhi_api.http_errors import Conflict
@@ -24,13 +26,25 @@ class User:
     id: uuid.UUID
     username: str
     role: Role
+    allowed_models: tuple[str, ...] | None = None  # the models the user may use (``grants``); None: every model
 
     def public(self) -> dict[str, str]:
         return {"id": str(self.id), "username": self.username, "role": self.role.value}
 
+    def managed(self) -> dict[str, object]:
+        """What managers see of the user: ``public`` and the user's model grant."""
+        models = list(self.allowed_models) if self.allowed_models is not None else None
+        return {**self.public(), "allowed_models": models}
+
 
 def _user(row: asyncpg.Record) -> User:
-    return User(id=row["id"], username=row["username"], role=Role(row["role"]))
+    models = row["allowed_models"]
+    return User(
+        id=row["id"],
+        username=row["username"],
+        role=Role(row["role"]),
+        allowed_models=tuple(models) if models is not None else None,
+    )
 
 
 def check_credentials_shape(username: str, password: str) -> None:
@@ -41,15 +55,25 @@ def check_credentials_shape(username: str, password: str) -> None:
         raise InvalidRequest(f"`password` must have {MIN_PASSWORD} to {MAX_PASSWORD} characters.", param="password")
 
 
-async def create_user(db: asyncpg.Pool | asyncpg.Connection, *, username: str, password: str, role: Role) -> User:
+async def create_user(
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    username: str,
+    password: str,
+    role: Role,
+    allowed_models: Sequence[str] | None = None,
+) -> User:
     check_credentials_shape(username, password)
     password_hash = await hash_password(password)
+    models = normalise(allowed_models)
     try:
         row = await db.fetchrow(
-            "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3) RETURNING id, username, role",
+            "INSERT INTO users (username, password_hash, role, allowed_models) VALUES ($1, $2, $3, $4)"
+            " RETURNING id, username, role, allowed_models",
             username.strip(),
             password_hash,
             role.value,
+            list(models) if models is not None else None,
         )
     except asyncpg.UniqueViolationError:
         raise Conflict(f"The username `{username.strip()}` is taken; choose another.", param="username") from None
@@ -72,20 +96,24 @@ async def any_user_exists(db: asyncpg.Pool) -> bool:
 
 
 async def find_user(db: asyncpg.Pool, user_id: uuid.UUID) -> User | None:
-    row = await db.fetchrow("SELECT id, username, role FROM users WHERE id = $1", user_id)
+    row = await db.fetchrow("SELECT id, username, role, allowed_models FROM users WHERE id = $1", user_id)
     return _user(row) if row else None
 
 
 async def find_login(db: asyncpg.Pool, username: str) -> tuple[User, str] | None:
     """The user and password hash for a login name, case-insensitively."""
     row = await db.fetchrow(
-        "SELECT id, username, role, password_hash FROM users WHERE lower(username) = lower($1)", username.strip()
+        "SELECT id, username, role, allowed_models, password_hash FROM users WHERE lower(username) = lower($1)",
+        username.strip(),
     )
     return (_user(row), row["password_hash"]) if row else None
 
 
 async def list_users(db: asyncpg.Pool) -> list[User]:
-    return [_user(r) for r in await db.fetch("SELECT id, username, role FROM users ORDER BY lower(username)")]
+    return [
+        _user(r)
+        for r in await db.fetch("SELECT id, username, role, allowed_models FROM users ORDER BY lower(username)")
+    ]
 
 
 async def change_role(db: asyncpg.Pool, *, user_id: uuid.UUID, role: Role) -> None:
@@ -93,6 +121,21 @@ async def change_role(db: asyncpg.Pool, *, user_id: uuid.UUID, role: Role) -> No
     async with db.acquire() as conn, conn.transaction():
         await conn.execute("UPDATE users SET role = $2, updated_at = now() WHERE id = $1", user_id, role.value)
         await conn.execute("UPDATE api_tokens SET status = 'inactive', updated_at = now() WHERE user_id = $1", user_id)
+
+
+async def set_allowed_models(
+    db: asyncpg.Pool, *, user_id: uuid.UUID, allowed_models: Sequence[str] | None
+) -> User | None:
+    """Set the models the user may use (None: every model); their tokens keep working, within it. None: no such
+    user (any more)."""
+    models = normalise(allowed_models)
+    row = await db.fetchrow(
+        "UPDATE users SET allowed_models = $2, updated_at = now() WHERE id = $1"
+        " RETURNING id, username, role, allowed_models",
+        user_id,
+        list(models) if models is not None else None,
+    )
+    return _user(row) if row else None
 
 
 async def delete_user(db: asyncpg.Pool, user_id: uuid.UUID) -> None:

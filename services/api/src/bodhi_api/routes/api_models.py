@@ -69,7 +69,8 @@ def public_api_model(row: asyncpg.Record, principal: Principal) -> ApiModelPubli
         base_url=row["base_url"],
         prefix=row["prefix"],
         models=list(row["models"]),
-        has_api_key=bool(row["sealed_key"]),
+        extra_headers=dict(row["extra_headers"]),
+        has_api_key=bool(row["key_hint"]),  # a keyless API model has the empty key sealed, and no hint
         api_key_hint=row["key_hint"],
         created_by=str(row["created_by"]) if row["created_by"] else None,
         editable=principal.user.role.at_least(Role.POWER_USER) and may_manage(principal, row),
@@ -118,7 +119,8 @@ async def api_formats(principal: AnyUser) -> ApiFormatList:
 async def api_models_create(body: ApiModelCreate, principal: PowerUser, resources: ResourcesDep) -> ApiModelPublic:
     check_upstream_host(body.base_url, allow_private=resources.settings.allow_private_upstreams)
     api_model_id = uuid.uuid4()
-    sealed, hint = await seal_api_key(resources.settings, body.api_key, row=str(api_model_id), base_url=body.base_url)
+    api_key = body.api_key or ""  # none: a keyless provider (a local server), which gets no key header
+    sealed, hint = await seal_api_key(resources.settings, api_key, row=str(api_model_id), base_url=body.base_url)
     row = await create_api_model(
         resources.db,
         api_model_id=api_model_id,
@@ -143,6 +145,9 @@ async def _save(
     sealed, hint = (None, None)
     if api_key:
         sealed, hint = await seal_api_key(resources.settings, api_key, row=str(row["id"]), base_url=fields.base_url)
+    elif is_keyless(row) and fields.base_url != row["base_url"]:
+        # No key to enter again for the new URL: the empty one is sealed for it.
+        sealed, hint = await seal_api_key(resources.settings, "", row=str(row["id"]), base_url=fields.base_url)
     saved = await update_api_model(
         resources.db, api_model_id=row["id"], fields=fields, sealed_key=sealed, key_hint=hint
     )
@@ -165,7 +170,10 @@ async def api_models_patch(
     api_model_id: str, body: ApiModelPatch, principal: PowerUser, resources: ResourcesDep
 ) -> ApiModelPublic:
     row = await _managed(resources, principal, api_model_id, action="edit")
-    stored = {key: row[key] for key in ("name", "api_format", "base_url", "prefix")} | {"models": list(row["models"])}
+    stored = {key: row[key] for key in ("name", "api_format", "base_url", "prefix")} | {
+        "models": list(row["models"]),
+        "extra_headers": dict(row["extra_headers"]),
+    }
     changes = body.model_dump(exclude_unset=True)
     api_key = changes.pop("api_key", None) or None
     # Re-validated whole: a change must leave a valid API model. A null means "unchanged", except for the prefix.
@@ -187,35 +195,68 @@ async def _target_upstream(
     resources: Resources, principal: Principal, body: ProviderTarget, request_id: str
 ) -> Upstream:
     """Where a check goes and with which key: a typed key is always the one used (sealed for this request only,
-    and for the URL it goes to); the stored key only for its own URL, and only for those who may manage it."""
-    if body.id is not None and body.api_key:
+    and for the URL it goes to); the stored key only for its own URL, and only for those who may manage it. No key
+    at all is a keyless check. The form's format and headers, when sent, win over the stored ones."""
+    if body.id is None:
+        if body.base_url is None:
+            raise InvalidRequest(
+                "Send `base_url` (and `api_key`, unless the provider needs none) for a new API model, or the `id` "
+                "of a saved one.",
+                param="base_url",
+            )
+        return await _form_upstream(
+            resources, body, base_url=body.base_url, api_key=body.api_key or "", request_id=request_id
+        )
+    if body.api_key:
         row = await _existing(resources, body.id)
         base_url = body.base_url or row["base_url"]
-        return await _form_upstream(resources, base_url=base_url, api_key=body.api_key, request_id=request_id)
-    if body.id is not None:
-        row = await _managed(resources, principal, body.id, action="test or fetch models with the key of")
-        if body.base_url is not None and body.base_url != row["base_url"]:
+        return await _form_upstream(
+            resources, body, row, base_url=base_url, api_key=body.api_key, request_id=request_id
+        )
+    row = await _managed(resources, principal, body.id, action="test or fetch models with the key of")
+    if body.base_url is not None and body.base_url != row["base_url"]:
+        if not is_keyless(row):
             raise InvalidRequest(KEY_FOR_NEW_URL.format(url=body.base_url), param="api_key")
-        check_upstream_host(row["base_url"], allow_private=resources.settings.allow_private_upstreams)
-        return Upstream(
-            base_url=row["base_url"],
-            key_row=str(row["id"]),
-            sealed_key=bytes(row["sealed_key"]),
-            api_model_name=row["name"],
-        )
-    if body.base_url is None or not body.api_key:
-        raise InvalidRequest(
-            "Send `base_url` and `api_key` for a new API model, or the `id` of a saved one.",
-            param="api_key" if body.base_url else "base_url",
-        )
-    return await _form_upstream(resources, base_url=body.base_url, api_key=body.api_key, request_id=request_id)
+        return await _form_upstream(resources, body, row, base_url=body.base_url, api_key="", request_id=request_id)
+    check_upstream_host(row["base_url"], allow_private=resources.settings.allow_private_upstreams)
+    return Upstream(
+        base_url=row["base_url"],
+        key_row=str(row["id"]),
+        sealed_key=bytes(row["sealed_key"]),
+        api_model_name=row["name"],
+        **_format_of(body, row),
+    )
 
 
-async def _form_upstream(resources: Resources, *, base_url: str, api_key: str, request_id: str) -> Upstream:
+def is_keyless(row: asyncpg.Record) -> bool:
+    """Whether the API model's provider needs no key (its sealed key is the empty string, its hint empty)."""
+    return not row["key_hint"]
+
+
+def _format_of(body: ProviderTarget, row: asyncpg.Record | None) -> dict[str, Any]:
+    """The ``api_format`` and ``extra_headers`` of a check: the form's, else the saved model's, else the defaults."""
+    stored_format, stored_headers = (
+        (row["api_format"], dict(row["extra_headers"])) if row is not None else ("openai", {})
+    )
+    return {
+        "api_format": body.api_format or stored_format,
+        "extra_headers": body.extra_headers if body.extra_headers is not None else stored_headers,
+    }
+
+
+async def _form_upstream(
+    resources: Resources,
+    body: ProviderTarget,
+    row: asyncpg.Record | None = None,
+    *,
+    base_url: str,
+    api_key: str,
+    request_id: str,
+) -> Upstream:
     check_upstream_host(base_url, allow_private=resources.settings.allow_private_upstreams)
-    row = ephemeral_row(request_id)
-    sealed, _ = await seal_api_key(resources.settings, api_key, row=row, base_url=base_url)
-    return Upstream(base_url=base_url, key_row=row, sealed_key=sealed)
+    key_row = ephemeral_row(request_id)
+    sealed, _ = await seal_api_key(resources.settings, api_key, row=key_row, base_url=base_url)
+    return Upstream(base_url=base_url, key_row=key_row, sealed_key=sealed, **_format_of(body, row))
 
 
 async def _run_check(

@@ -1,4 +1,5 @@
-"""The unified model list: ``GET /bodhi/v1/models`` (with sources) and ``GET /v1/models`` (OpenAI shape)."""
+"""The unified model list: ``GET /bodhi/v1/models`` (with sources) and ``GET /v1/models`` (OpenAI shape), each
+holding only the models the caller may use (``auth.grants``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter
 
-from bodhi_api.auth.principal import AnyUser
+from bodhi_api.auth.principal import AnyUser, Principal
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound
 
@@ -34,22 +35,30 @@ async def served_models(db: asyncpg.Pool) -> list[dict[str, Any]]:
     ]
 
 
+async def allowed_models(db: asyncpg.Pool, principal: Principal) -> list[dict[str, Any]]:
+    """``served_models`` less those the caller's grant leaves out."""
+    entries = await served_models(db)
+    grant = principal.grant
+    return entries if grant.unlimited else [e for e in entries if grant.allows(e["id"])]
+
+
 def openai_model(entry: dict[str, Any]) -> dict[str, Any]:
     return {"id": entry["id"], "object": "model", "created": 0, "owned_by": entry.get("api_model_name") or "bodhi"}
 
 
 @router.get("/bodhi/v1/models")
 async def unified_models(principal: AnyUser, resources: ResourcesDep) -> dict[str, Any]:
-    return {"data": await served_models(resources.db)}
+    return {"data": await allowed_models(resources.db, principal)}
 
 
 @router.get("/v1/models")
 async def openai_models(principal: AnyUser, resources: ResourcesDep) -> dict[str, Any]:
-    return {"object": "list", "data": [openai_model(e) for e in await served_models(resources.db)]}
+    return {"object": "list", "data": [openai_model(e) for e in await allowed_models(resources.db, principal)]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def openai_model_get(model_id: str, principal: AnyUser, resources: ResourcesDep) -> dict[str, Any]:
+    principal.grant.check(model_id)  # 403 model_not_allowed, whether it exists or not
     for entry in await served_models(resources.db):
         if entry["id"] == model_id:
             return openai_model(entry)

@@ -1,4 +1,5 @@
-"""API tokens of the calling user: create (shown once), list, rename or (de)activate, delete.
+"""API tokens of the calling user: create (shown once, optionally expiring and limited to some models), list,
+rename, (de)activate or change its models, delete.
 
 Only from a browser session or an admin's token (``principal.require_token_manager``).
 """
@@ -11,9 +12,11 @@ from typing import Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
+from bodhi_api.auth.grants import AllowedModels, normalise
 from bodhi_api.auth.principal import TokenManager
 from bodhi_api.auth.roles import TokenScope
-from bodhi_api.auth.tokens import delete_token, issue_token, list_tokens, public_token, update_token
+from bodhi_api.auth.token_expiry import ExpiresInDays, Timestamp, expiry
+from bodhi_api.auth.tokens import delete_token, issue_token, list_tokens, now_utc, public_token, update_token
 from bodhi_api.auth.users import parse_user_id
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound, PermissionDenied
@@ -25,11 +28,23 @@ router = APIRouter(tags=["tokens"])
 class TokenCreate(BaseModel):
     name: CleanLine = Field(min_length=1, max_length=100)
     scope: TokenScope = TokenScope.USER
+    expires_in_days: ExpiresInDays | None = Field(default=None, description="It stops working this many days on.")
+    expires_at: Timestamp | None = Field(default=None, description="It stops working at this time (RFC 3339).")
+    allowed_models: AllowedModels | None = Field(
+        default=None,
+        description="Model ids or patterns (`*`: any characters) it may use, within its owner's; null: every model.",
+    )
 
 
 class TokenUpdate(BaseModel):
     name: CleanLine | None = Field(default=None, min_length=1, max_length=100)
     status: Literal["active", "inactive"] | None = None
+
+
+class TokenPatch(TokenUpdate):
+    """Only the fields sent change; ``allowed_models: null`` lets the token use every model its owner may."""
+
+    allowed_models: AllowedModels | None = None
 
 
 def _token_id(raw: str) -> uuid.UUID:
@@ -40,11 +55,26 @@ def _token_id(raw: str) -> uuid.UUID:
 
 
 @router.post("/bodhi/v1/tokens", status_code=201)
-async def tokens_create(body: TokenCreate, principal: TokenManager, resources: ResourcesDep) -> dict[str, str]:
+async def tokens_create(body: TokenCreate, principal: TokenManager, resources: ResourcesDep) -> dict[str, object]:
     if not principal.user.role.at_least(body.scope.role):
         raise PermissionDenied(f"A token's scope cannot exceed your role `{principal.user.role.value}`.")
-    token_id, token = await issue_token(resources.db, user_id=principal.user.id, name=body.name, scope=body.scope)
-    return {"id": token_id, "name": body.name, "token": token}
+    expires_at = expiry(expires_in_days=body.expires_in_days, expires_at=body.expires_at, now=now_utc())
+    token_id, token = await issue_token(
+        resources.db,
+        user_id=principal.user.id,
+        name=body.name,
+        scope=body.scope,
+        expires_at=expires_at,
+        allowed_models=body.allowed_models,
+    )
+    models = normalise(body.allowed_models)
+    return {
+        "id": token_id,
+        "name": body.name,
+        "token": token,
+        "expires_at": expires_at.isoformat() if expires_at else None,
+        "allowed_models": list(models) if models is not None else None,
+    }
 
 
 @router.get("/bodhi/v1/tokens")
@@ -62,6 +92,25 @@ async def tokens_update(
     if row is None:
         raise NotFound(f"You have no token with id `{token_id}`.")
     await resources.credentials_changed()
+    return public_token(row)
+
+
+@router.patch("/bodhi/v1/tokens/{token_id}")
+async def tokens_patch(
+    token_id: str, body: TokenPatch, principal: TokenManager, resources: ResourcesDep
+) -> dict[str, object]:
+    row = await update_token(
+        resources.db,
+        user_id=principal.user.id,
+        token_id=_token_id(token_id),
+        name=body.name,
+        status=body.status,
+        set_models="allowed_models" in body.model_fields_set,
+        allowed_models=body.allowed_models,
+    )
+    if row is None:
+        raise NotFound(f"You have no token with id `{token_id}`.")
+    await resources.credentials_changed()  # cached verifications hold the old grant: dropped on every replica
     return public_token(row)
 
 

@@ -1,14 +1,27 @@
-"""Users management (manager and above). Nobody acts above their own role or on themselves."""
+"""Users management (manager and above). Nobody acts above their own role or on themselves, and a manager whose
+own models are limited grants only within them."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from collections.abc import Sequence
 
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from bodhi_api.auth.grants import AllowedModels, covers, normalise
 from bodhi_api.auth.principal import Manager, Principal
 from bodhi_api.auth.roles import Role
 from bodhi_api.auth.sessions import end_user_sessions
-from bodhi_api.auth.users import User, change_role, create_user, delete_user, find_user, list_users, parse_user_id
+from bodhi_api.auth.users import (
+    User,
+    change_role,
+    create_user,
+    delete_user,
+    find_user,
+    list_users,
+    parse_user_id,
+    set_allowed_models,
+)
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound, PermissionDenied
 from bodhi_shared.clean_text import CleanLine, CleanText
@@ -21,15 +34,31 @@ class UserCreate(BaseModel):
     username: CleanLine
     password: CleanText
     role: Role
+    allowed_models: AllowedModels | None = Field(
+        default=None, description="Model ids or patterns (`*`: any characters) the user may use; null: every model."
+    )
 
 
 class RoleUpdate(BaseModel):
     role: Role
 
 
+class ModelsUpdate(BaseModel):
+    allowed_models: AllowedModels | None = Field(
+        description="Model ids or patterns (`*`: any characters) the user may use; null: every model."
+    )
+
+
 def _check_may_grant(actor: Principal, role: Role) -> None:
     if not actor.user.role.at_least(role):
         raise PermissionDenied(f"You cannot grant `{role.value}`: it is above your role `{actor.user.role.value}`.")
+
+
+def _check_may_grant_models(actor: Principal, allowed_models: Sequence[str] | None) -> None:
+    limit = actor.grant.user
+    if not covers(limit, normalise(allowed_models)):
+        mine = ", ".join(f"`{p}`" for p in limit or ())
+        raise PermissionDenied(f"You may grant only models within your own ({mine or 'none'}).", param="allowed_models")
 
 
 async def _target(resources: ResourcesDep, actor: Principal, raw_id: str) -> User:
@@ -45,15 +74,22 @@ async def _target(resources: ResourcesDep, actor: Principal, raw_id: str) -> Use
 
 
 @router.get("/bodhi/v1/users")
-async def users_list(actor: Manager, resources: ResourcesDep) -> dict[str, list[dict[str, str]]]:
-    return {"data": [u.public() for u in await list_users(resources.db)]}
+async def users_list(actor: Manager, resources: ResourcesDep) -> dict[str, list[dict[str, object]]]:
+    return {"data": [u.managed() for u in await list_users(resources.db)]}
 
 
 @router.post("/bodhi/v1/users", status_code=201)
-async def users_create(body: UserCreate, actor: Manager, resources: ResourcesDep) -> dict[str, str]:
+async def users_create(body: UserCreate, actor: Manager, resources: ResourcesDep) -> dict[str, object]:
     _check_may_grant(actor, body.role)
-    user = await create_user(resources.db, username=body.username, password=body.password, role=body.role)
-    return user.public()
+    _check_may_grant_models(actor, body.allowed_models)
+    user = await create_user(
+        resources.db,
+        username=body.username,
+        password=body.password,
+        role=body.role,
+        allowed_models=body.allowed_models,
+    )
+    return user.managed()
 
 
 @router.put("/bodhi/v1/users/{user_id}/role")
@@ -64,6 +100,20 @@ async def users_change_role(user_id: str, body: RoleUpdate, actor: Manager, reso
     await resources.credentials_changed()
     await end_user_sessions(resources.redis, resources.keys, target.id)
     return User(id=target.id, username=target.username, role=body.role).public()
+
+
+@router.put("/bodhi/v1/users/{user_id}/models")
+async def users_change_models(
+    user_id: str, body: ModelsUpdate, actor: Manager, resources: ResourcesDep
+) -> dict[str, object]:
+    """Which models the user may use, their tokens included (each token within it, and within its own list)."""
+    target = await _target(resources, actor, user_id)
+    _check_may_grant_models(actor, body.allowed_models)
+    changed = await set_allowed_models(resources.db, user_id=target.id, allowed_models=body.allowed_models)
+    if changed is None:
+        raise NotFound(f"No user with id `{user_id}`.")
+    await resources.credentials_changed()  # cached token verifications hold the old grant: dropped everywhere
+    return changed.managed()
 
 
 @router.delete("/bodhi/v1/users/{user_id}", status_code=204)

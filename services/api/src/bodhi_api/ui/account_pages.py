@@ -12,11 +12,12 @@ from bodhi_api.ui.pages import LOGIN_PATH, AnyPage, ManagerPage, SignedInPage
 
 router = APIRouter(include_in_schema=False)
 
-# Quick picks for an API model's base URL: the providers the docs name as tested.
+# Quick picks for an API model's base URL (and its API format): the providers the docs name as tested.
 PROVIDER_PICKS = (
-    ("OpenAI", "https://api.openai.com/v1"),
-    ("OpenRouter", "https://openrouter.ai/api/v1"),
-    ("HuggingFace", "https://router.huggingface.co/v1"),
+    ("OpenAI", "https://api.openai.com/v1", "openai"),
+    ("OpenRouter", "https://openrouter.ai/api/v1", "openai"),
+    ("HuggingFace", "https://router.huggingface.co/v1", "openai"),
+    ("Anthropic", "https://api.anthropic.com/v1", "anthropic"),
 )
 
 

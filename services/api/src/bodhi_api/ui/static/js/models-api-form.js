@@ -7,8 +7,14 @@ import { MAX_MODELS, FIELD_OF_CODE } from "./api-model-rules.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded } from "./layout.js";
 
-const FORMAT_LABELS = { openai: "OpenAI" };
+const FORMAT_LABELS = {
+  openai: "OpenAI chat completions",
+  "openai-responses": "OpenAI Responses API",
+  anthropic: "Anthropic Messages",
+};
 const OPENAI_URL = "https://api.openai.com/v1";
+const ANTHROPIC_URL = "https://api.anthropic.com/v1";
+const MAX_HEADERS = 20; // the API's limit (api_models/schemas.py MAX_EXTRA_HEADERS)
 
 const form = document.getElementById("api-model-form");
 const field = (id) => document.getElementById(id);
@@ -48,7 +54,7 @@ function syncProvider() {
 
 function showKeyWarning() {
   const warning = field("api_key-warning");
-  const needsKey = urlChanged() && !field("api_key").value.trim();
+  const needsKey = urlChanged() && stored.has_api_key && !field("api_key").value.trim();
   warning.textContent = needsKey
     ? `You changed the base URL, so enter the API key for ${field("base_url").value.trim()}: the stored key is sent only to the URL it was saved for.`
     : "";
@@ -59,7 +65,78 @@ function choseProvider(event) {
   const url = event.target.value;
   field("base_url").value = url;
   if (!url) field("base_url").focus();
+  // Anthropic speaks its own format; the others chat completions (keep the Responses API if chosen).
+  const format = field("api_format");
+  if (event.target.dataset.apiFormat) format.value = event.target.dataset.apiFormat;
+  else if (url && format.value === "anthropic") format.value = "openai";
   showKeyWarning();
+}
+
+// A format change fills in its provider's URL when the base URL is blank or another format's quick pick.
+function choseFormat() {
+  const url = field("base_url").value.trim();
+  const anthropic = field("api_format").value === "anthropic";
+  if (anthropic && (!url || sameUrl(url, OPENAI_URL))) field("base_url").value = ANTHROPIC_URL;
+  if (!anthropic && (!url || sameUrl(url, ANTHROPIC_URL))) field("base_url").value = OPENAI_URL;
+  syncProvider();
+  showKeyWarning();
+}
+
+// --- Extra headers: name/value rows ---------------------------------------------------------------------------
+
+function headerRows() {
+  return [...field("header-rows").querySelectorAll(".header-row")];
+}
+
+function renumberHeaders() {
+  headerRows().forEach((row, index) => {
+    const n = index + 1;
+    row.querySelector(".header-name").setAttribute("aria-label", `Header ${n} name`);
+    row.querySelector(".header-value").setAttribute("aria-label", `Header ${n} value`);
+    row.querySelector(".header-remove").setAttribute("aria-label", `Remove header ${n}`);
+  });
+  field("add-header").hidden = headerRows().length >= MAX_HEADERS;
+}
+
+function addHeader(name = "", value = "") {
+  const input = (cls, text, placeholder) =>
+    h("input", { type: "text", class: cls, value: text, placeholder, autocomplete: "off", spellcheck: "false" });
+  const nameInput = input("header-name", name, "Header name");
+  const row = h(
+    "li",
+    { class: "header-row" },
+    nameInput,
+    input("header-value", value, "Value"),
+    h("button", { type: "button", class: "chip-remove header-remove", on: { click: () => removeHeader(row) } }, "×"),
+  );
+  field("header-rows").append(row);
+  renumberHeaders();
+  return nameInput;
+}
+
+function removeHeader(row) {
+  const index = headerRows().indexOf(row);
+  row.remove();
+  renumberHeaders();
+  const left = headerRows();
+  (left[Math.min(index, left.length - 1)]?.querySelector(".header-name") ?? field("add-header")).focus();
+}
+
+// The rows as the API's `extra_headers` object; rows left blank are skipped. Null (and an error shown) when a
+// value has no name.
+function extraHeaders() {
+  const headers = {};
+  for (const row of headerRows()) {
+    const name = row.querySelector(".header-name").value.trim();
+    const value = row.querySelector(".header-value").value.trim();
+    if (!name && !value) continue;
+    if (!name) {
+      showError(form, { message: "Enter a name for each extra header, or remove the row.", param: "extra_headers" });
+      return null;
+    }
+    headers[name] = value;
+  }
+  return headers;
 }
 
 function showPrefix() {
@@ -145,21 +222,28 @@ function addTyped() {
   search.focus();
 }
 
-// Where a check goes: the form's URL and key, or the saved model (its stored key) when the key field is blank.
+// Where a check goes: the form's URL and key (none: a keyless provider), or the saved model (its stored key)
+// when the key field is blank; always in the form's format, with its headers. Null when the headers are invalid.
 function checkTarget() {
+  const extra_headers = extraHeaders();
+  if (extra_headers === null) return null;
   const baseUrl = field("base_url").value.trim();
   const apiKey = field("api_key").value.trim();
-  if (stored === null) return { base_url: baseUrl, api_key: apiKey };
-  return apiKey ? { id: stored.id, base_url: baseUrl, api_key: apiKey } : { id: stored.id, base_url: baseUrl };
+  const shape = { api_format: field("api_format").value, extra_headers };
+  if (stored === null) return { base_url: baseUrl, api_key: apiKey, ...shape };
+  const target = apiKey ? { id: stored.id, base_url: baseUrl, api_key: apiKey } : { id: stored.id, base_url: baseUrl };
+  return { ...target, ...shape };
 }
 
 async function fetchModels(button) {
   clearErrors(form);
+  const target = checkTarget();
+  if (target === null) return;
   const status = field("fetch-status");
   button.disabled = true;
   status.textContent = "Fetching the provider's models…";
   try {
-    const answer = await post("/bodhi/v1/models/api/fetch-models", checkTarget());
+    const answer = await post("/bodhi/v1/models/api/fetch-models", target);
     available = [...answer.models, ...selected.filter((id) => !answer.models.includes(id))];
     status.textContent = `${answer.models.length} models found.`;
     renderOptions();
@@ -182,10 +266,12 @@ async function testConnection(button) {
     showError(form, { message: "Select a model first: the test sends it a tiny chat request.", param: "models" });
     return;
   }
+  const target = checkTarget();
+  if (target === null) return;
   button.disabled = true;
   result.textContent = `Testing with ${selected[0]}…`;
   try {
-    const answer = await post("/bodhi/v1/models/api/test", { ...checkTarget(), model: selected[0] });
+    const answer = await post("/bodhi/v1/models/api/test", { ...target, model: selected[0] });
     result.classList.add(answer.success ? "test-result-success" : "test-result-failure");
     result.replaceChildren(
       answer.success
@@ -202,7 +288,7 @@ async function testConnection(button) {
 
 // --- Step 8: save ---------------------------------------------------------------------------------------------
 
-function body() {
+function body(extra_headers) {
   const prefix = field("prefix-enabled").checked ? field("prefix").value.trim() : "";
   return {
     name: field("name").value.trim() || null,
@@ -211,6 +297,7 @@ function body() {
     api_key: field("api_key").value.trim(),
     prefix: prefix || null,
     models: selected,
+    extra_headers,
   };
 }
 
@@ -224,11 +311,13 @@ async function save(event) {
     showError(form, { message: "Enter a prefix, or turn off “Enable prefix”.", param: "prefix" });
     return;
   }
+  const headers = extraHeaders();
+  if (headers === null) return;
   const button = field("save");
   button.disabled = true;
   try {
-    if (stored === null) await post("/bodhi/v1/models/api", body());
-    else await put(`/bodhi/v1/models/api/${encodeURIComponent(stored.id)}`, body());
+    if (stored === null) await post("/bodhi/v1/models/api", body(headers));
+    else await put(`/bodhi/v1/models/api/${encodeURIComponent(stored.id)}`, body(headers));
     location.assign("/ui/models/");
   } catch (error) {
     fail(error);
@@ -251,10 +340,19 @@ function fill(model) {
   field("name").value = model.name;
   field("api_format").value = model.api_format;
   field("base_url").value = model.base_url;
-  field("api_key").placeholder = `Stored key ${model.api_key_hint}: leave blank to keep it`;
-  field("api_key-hint").textContent =
-    `Leave blank to keep the stored key (${model.api_key_hint}); enter a new key to replace it. ` +
-    "A new base URL needs its key. Keys are encrypted (AES-GCM) and never shown again.";
+  if (model.has_api_key) {
+    field("api_key").placeholder = `Stored key ${model.api_key_hint}: leave blank to keep it`;
+    field("api_key-hint").textContent =
+      `Leave blank to keep the stored key (${model.api_key_hint}); enter a new key to replace it. ` +
+      "A new base URL needs its key. Keys are encrypted (AES-GCM) and never shown again.";
+  } else {
+    field("api_key").placeholder = "No key: the provider needs none";
+    field("api_key-hint").textContent =
+      "This API model has no key: its provider gets no key header. Enter a key to add one; it is encrypted " +
+      "(AES-GCM) and never shown again.";
+  }
+  field("header-rows").replaceChildren();
+  for (const [name, value] of Object.entries(model.extra_headers ?? {})) addHeader(name, value);
   field("prefix-enabled").checked = Boolean(model.prefix);
   field("prefix").value = model.prefix ?? "";
   selected = [...model.models];
@@ -288,10 +386,8 @@ field("base_url").addEventListener("input", () => {
   showKeyWarning();
 });
 field("api_key").addEventListener("input", showKeyWarning);
-field("api_format").addEventListener("change", () => {
-  if (field("api_format").value === "openai" && !field("base_url").value.trim()) field("base_url").value = OPENAI_URL;
-  syncProvider();
-});
+field("api_format").addEventListener("change", choseFormat);
+field("add-header").addEventListener("click", () => addHeader().focus());
 field("prefix-enabled").addEventListener("change", showPrefix);
 search.addEventListener("input", renderOptions);
 search.addEventListener("keydown", (event) => {

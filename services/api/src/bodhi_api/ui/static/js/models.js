@@ -5,7 +5,7 @@ import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, roleAtLeast, whoami } from "./layout.js";
 
-const FORMAT_LABELS = { openai: "OpenAI" };
+const FORMAT_LABELS = { openai: "OpenAI", "openai-responses": "OpenAI Responses", anthropic: "Anthropic" };
 const TOP_MODELS = 3;
 
 const rows = document.getElementById("models-rows");

@@ -29,7 +29,9 @@ export function initApiModelForm(form, { onSaved }) {
   const modelsStatus = $("models-status");
   const result = $("connection-result");
 
-  const target = () => ({ base_url: baseUrl.value.trim(), api_key: apiKey.value.trim() });
+  const format = form.elements.namedItem("api_format");
+  // An empty key is a keyless provider (a server on the network): no key header at all.
+  const target = () => ({ base_url: baseUrl.value.trim(), api_key: apiKey.value.trim(), api_format: format.value });
   const selected = () => [...list.querySelectorAll("input:checked")].map((box) => box.value);
 
   function showSelection() {
@@ -59,6 +61,7 @@ export function initApiModelForm(form, { onSaved }) {
   for (const pick of form.querySelectorAll("[data-base-url]")) {
     pick.addEventListener("click", () => {
       baseUrl.value = pick.dataset.baseUrl;
+      format.value = pick.dataset.apiFormat;
       baseUrl.focus();
     });
   }
@@ -128,7 +131,6 @@ export function initApiModelForm(form, { onSaved }) {
     busy(button, true);
     try {
       const saved = await post("/bodhi/v1/models/api", {
-        api_format: form.elements.namedItem("api_format").value,
         ...target(),
         prefix: usePrefix.checked ? prefix.value.trim() : null,
         models,

@@ -1,5 +1,6 @@
 // The tokens page: the signed-in user's API tokens (GET/POST /bodhi/v1/tokens, PUT and DELETE /tokens/{id}).
-// A new token is shown once, with a Copy button; the list never holds the tokens themselves.
+// A new token is shown once, with a Copy button; the list never holds the tokens themselves. A token may expire
+// (`expires_in_days`) and be limited to some models (`allowed_models`, patterns with `*`).
 import { del, get, post, put } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { h } from "./dom.js";
@@ -19,6 +20,18 @@ const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", tim
 
 function when(iso) {
   return iso ? h("time", { datetime: iso }, dateFormat.format(new Date(iso))) : h("span", { class: "muted" }, "Never");
+}
+
+function models(token) {
+  if (token.allowed_models === null) return h("span", { class: "muted" }, "All");
+  if (token.allowed_models.length === 0) return h("span", { class: "muted" }, "None");
+  return h("span", { class: "token-models" }, ...token.allowed_models.map((id) => h("code", {}, id)));
+}
+
+function statusBadge(token) {
+  if (token.expired) return h("span", { class: "badge badge-inactive" }, "Expired");
+  const active = token.status === "active";
+  return h("span", { class: `badge ${active ? "badge-active" : "badge-inactive"}` }, active ? "Active" : "Inactive");
 }
 
 function showAlert(error) {
@@ -73,9 +86,11 @@ function row(token) {
     { dataset: { tokenId: token.id } },
     h("th", { scope: "row" }, token.name),
     h("td", {}, ROLE_LABELS[token.scope] ?? token.scope),
-    h("td", {}, h("span", { class: `badge ${active ? "badge-active" : "badge-inactive"}` }, active ? "Active" : "Inactive")),
+    h("td", {}, statusBadge(token)),
     h("td", {}, when(token.created_at)),
     h("td", {}, when(token.last_used_at)),
+    h("td", {}, when(token.expires_at)),
+    h("td", {}, models(token)),
     h(
       "td",
       {},
@@ -111,7 +126,11 @@ form.addEventListener("submit", async (event) => {
   button.disabled = true;
   clearErrors(form);
   try {
-    const body = { name: form.elements.namedItem("name").value.trim(), scope: form.elements.namedItem("scope").value };
+    const value = (name) => form.elements.namedItem(name).value.trim();
+    const body = { name: value("name"), scope: value("scope") };
+    if (value("expires_in_days")) body.expires_in_days = Number(value("expires_in_days"));
+    const patterns = value("allowed_models").split(",").map((id) => id.trim()).filter(Boolean);
+    if (patterns.length > 0) body.allowed_models = patterns;
     const created = await post("/bodhi/v1/tokens", body);
     form.reset();
     tokenValue.value = created.token;
@@ -122,6 +141,7 @@ form.addEventListener("submit", async (event) => {
     document.getElementById("new-token-title").focus();
     await load();
   } catch (error) {
+    if (error.param) error.param = error.param.split(".")[0]; // `allowed_models.1`: the field, not the item
     if (!handleSessionEnded(error)) showError(form, error);
   } finally {
     button.disabled = false;

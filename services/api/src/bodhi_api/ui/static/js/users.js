@@ -1,5 +1,6 @@
-// The users page (managers and admins): list, add, change a role, delete (GET/POST /bodhi/v1/users,
-// PUT /users/{id}/role, DELETE /users/{id}). The API decides who may do what; its refusals are shown as they come.
+// The users page (managers and admins): list, add, change a role or the models a user may use, delete
+// (GET/POST /bodhi/v1/users, PUT /users/{id}/role, PUT /users/{id}/models, DELETE /users/{id}). The API decides who
+// may do what; its refusals are shown as they come.
 import { del, get, post, put } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { h } from "./dom.js";
@@ -43,6 +44,41 @@ async function changeRole(user, select) {
   }
 }
 
+// The models a user may use, as the cell shows them: "All", or their ids and patterns.
+function modelsList(user) {
+  if (user.allowed_models === null) return h("span", { class: "muted" }, "All");
+  if (user.allowed_models.length === 0) return h("span", { class: "muted" }, "None");
+  return h("span", { class: "model-grant" }, ...user.allowed_models.map((id) => h("code", {}, id)));
+}
+
+function modelsField(user) {
+  const id = `models-${user.id}`;
+  const input = h("input", {
+    id,
+    type: "text",
+    class: "models-input",
+    value: user.allowed_models === null ? "" : user.allowed_models.join(", "),
+    placeholder: "All models",
+    autocomplete: "off",
+    spellcheck: "false",
+  });
+  return [h("label", { for: id, class: "visually-hidden" }, `Models of ${user.username}`), input];
+}
+
+async function changeModels(user, input) {
+  alertBox.hidden = true;
+  const patterns = input.value.split(",").map((id) => id.trim()).filter(Boolean);
+  try {
+    await put(`/bodhi/v1/users/${encodeURIComponent(user.id)}/models`, {
+      allowed_models: patterns.length > 0 ? patterns : null,
+    });
+    await load();
+    status.textContent = `${user.username} may now use ${patterns.length > 0 ? patterns.join(", ") : "every model"}.`;
+  } catch (error) {
+    showAlert(error);
+  }
+}
+
 async function remove(user) {
   const sure = await confirmAction({
     title: `Delete the user ${user.username}?`,
@@ -62,16 +98,25 @@ async function remove(user) {
 
 function cells(user) {
   const badge = h("span", { class: "badge" }, ROLE_LABELS[user.role] ?? user.role);
-  if (user.id === myId) return [h("td", {}, badge, " ", h("span", { class: "muted" }, "(you)")), h("td", {})];
+  if (user.id === myId) {
+    return [h("td", {}, badge, " ", h("span", { class: "muted" }, "(you)")), h("td", {}, modelsList(user)), h("td", {})];
+  }
   if (!roleAtLeast(myRole, user.role)) {
-    return [h("td", {}, badge), h("td", { class: "muted row-note" }, "Above your role")];
+    return [h("td", {}, badge), h("td", {}, modelsList(user)), h("td", { class: "muted row-note" }, "Above your role")];
   }
   const [label, select] = roleSelect(user);
+  const [modelsLabel, modelsInput] = modelsField(user);
   const hidden = (text) => h("span", { class: "visually-hidden" }, text);
   const change = h(
     "button",
     { type: "button", class: "button button-secondary button-small", on: { click: () => changeRole(user, select) } },
     "Change role",
+    hidden(` of ${user.username}`),
+  );
+  const saveModels = h(
+    "button",
+    { type: "button", class: "button button-secondary button-small", on: { click: () => changeModels(user, modelsInput) } },
+    "Save models",
     hidden(` of ${user.username}`),
   );
   const remover = h(
@@ -82,7 +127,8 @@ function cells(user) {
   );
   return [
     h("td", {}, h("div", { class: "role-cell" }, label, select)),
-    h("td", {}, h("div", { class: "row-buttons" }, change, remover)),
+    h("td", {}, modelsLabel, modelsInput),
+    h("td", {}, h("div", { class: "row-buttons" }, change, saveModels, remover)),
   ];
 }
 
