@@ -116,6 +116,18 @@ async def test_the_client_request_id_reaches_the_provider(
     assert fake_upstream.requests_for(model)[-1].headers["x-request-id"] == trace
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_without_a_client_id_the_server_made_id_reaches_the_provider(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream, register_upstream: RegisterUpstream, stream: bool
+) -> None:
+    """The id the client reads in X-Request-Id is the one the provider saw: one id to trace a call end to end."""
+    model = await register_upstream(Script(chunks=1))
+    response = await client.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES, "stream": stream})
+
+    assert response.status_code == 200
+    assert fake_upstream.requests_for(model)[-1].headers.get("x-request-id") == response.headers["x-bodhi-request-id"]
+
+
 async def test_loopback_behind_a_name_is_refused_when_the_worker_connects(
     start_gateway: StartGateway, fake_upstream: FakeUpstream, register_upstream: RegisterUpstream
 ) -> None:

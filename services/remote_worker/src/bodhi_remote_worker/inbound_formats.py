@@ -109,7 +109,12 @@ class _Native:
 
     def _request(self) -> httpx.Request:
         headers = adapted_headers(self._provider, self._adapter)
-        if (client_id := self._job.client_request_id) and client_id.isascii() and client_id.isprintable():
+        # The client's own id when it sent one, else the server's: either way the call can be traced at the provider.
+        if (
+            (client_id := self._job.client_request_id or self._job.request_id)
+            and client_id.isascii()
+            and client_id.isprintable()
+        ):
             headers["X-Request-Id"] = client_id[:200]
         url = f"{self._provider.base_url}/{self._endpoint}"
         return self._worker.http.build_request("POST", url, content=self._body, headers=headers)

@@ -65,7 +65,8 @@ async def _answer(worker: RemoteWorkerContext, job: InferenceJob, events: EventP
 async def _call(
     worker: RemoteWorkerContext, job: InferenceJob, provider: Provider, events: EventPublisher, call: ProviderCall
 ) -> StreamEvent:
-    endpoint, client_request_id = job.endpoint, job.client_request_id
+    # X-Request-Id upstream: the client's own id when it sent one (echoed to it too), else the server-made one.
+    endpoint, client_request_id = job.endpoint, job.client_request_id or job.request_id
     adapter = serving_adapter(provider, endpoint)  # a provider of another API format: its answers translated
     if not job.stream:
         if adapter is None:
