@@ -218,3 +218,42 @@ def _self_signed(host: str) -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+async def test_a_kept_alive_connection_the_provider_dropped_is_retried_on_a_fresh_one() -> None:
+    """A provider closes an idle kept-alive connection just as the worker reuses it (both sides' idle timeouts are
+    often 5 s): "Server disconnected without sending a response". Before, the client got 502 for a request the
+    provider never saw; now the worker sends it once more, on a new connection."""
+    answer = b'{"id": "c", "object": "chat.completion", "choices": []}'
+    served: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = len(served)
+        served.append(0)
+        while (head := await reader.readuntil(b"\r\n\r\n")) is not None:
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
+            await reader.readexactly(length)
+            if connection == 0 and served[0] == 1:
+                break  # the first connection's second request: closed unanswered, as an idle timeout does
+            served[connection] += 1
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(answer), answer)
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with client(allow_private=True) as http:
+            first = await chat(http, f"http://127.0.0.1:{port}/v1", "m")
+            second = await chat(http, f"http://127.0.0.1:{port}/v1", "m")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert first == second == answer
+    assert served == [1, 1]  # the dropped request went again, on a second connection

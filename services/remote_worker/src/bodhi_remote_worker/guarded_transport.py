@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import ssl
 import time
@@ -26,6 +27,8 @@ import httpx
 from bodhi_remote_worker.settings import RemoteWorkerSettings
 from bodhi_shared.errors import UpstreamAddressRefused
 from bodhi_shared.upstream_addresses import parse_address, refused_address, refused_host
+
+log = logging.getLogger(__name__)
 
 # host, port -> the addresses it resolves to, as text; the default asks the system resolver without blocking
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -145,7 +148,14 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         refuse_url(request.url, allow_private=self._allow_private)
-        return await super().handle_async_request(request)
+        try:
+            return await super().handle_async_request(request)
+        except httpx.RemoteProtocolError as exc:
+            # "Server disconnected without sending a response": the provider closed a kept-alive connection just
+            # as it was reused (both sides' idle timeouts are often 5 s). Nothing was answered, so the request goes
+            # once more, on a fresh connection. Only before the response begins: a stream cut later is not retried.
+            log.info("%s dropped a kept-alive connection (%s); sending again", request.url.host, exc)
+            return await super().handle_async_request(request)
 
 
 def provider_client(
