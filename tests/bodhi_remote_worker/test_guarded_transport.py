@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from bodhi_shared.upstream_addresses import PRIVATE_HINT
 from tests.support.fake_upstream import FakeUpstream, Script
 
 KEY = "sk-guard-" + "s3cr3t" * 4
+RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 
 
 def client(
@@ -220,7 +223,8 @@ def _self_signed(host: str) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-async def test_a_kept_alive_connection_the_provider_dropped_is_retried_on_a_fresh_one() -> None:
+@pytest.mark.parametrize("drop", ["close", "reset"])
+async def test_a_kept_alive_connection_the_provider_dropped_is_retried_on_a_fresh_one(drop: str) -> None:
     """A provider closes an idle kept-alive connection just as the worker reuses it (both sides' idle timeouts are
     often 5 s): "Server disconnected without sending a response". Before, the client got 502 for a request the
     provider never saw; now the worker sends it once more, on a new connection."""
@@ -235,8 +239,10 @@ async def test_a_kept_alive_connection_the_provider_dropped_is_retried_on_a_fres
                 next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
             )
             await reader.readexactly(length)
-            if connection == 0 and served[0] == 1:
-                break  # the first connection's second request: closed unanswered, as an idle timeout does
+            if connection == 0 and served[0] == 1:  # the first connection's second request: dropped unanswered
+                if drop == "reset":  # a reset (RST) instead of a close
+                    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
+                break
             served[connection] += 1
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"

@@ -30,6 +30,8 @@ from bodhi_shared.upstream_addresses import parse_address, refused_address, refu
 
 log = logging.getLogger(__name__)
 
+KEEPALIVE_EXPIRY_S = 4.0
+
 # host, port -> the addresses it resolves to, as text; the default asks the system resolver without blocking
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -150,10 +152,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         refuse_url(request.url, allow_private=self._allow_private)
         try:
             return await super().handle_async_request(request)
-        except httpx.RemoteProtocolError as exc:
-            # "Server disconnected without sending a response": the provider closed a kept-alive connection just
-            # as it was reused (both sides' idle timeouts are often 5 s). Nothing was answered, so the request goes
-            # once more, on a fresh connection. Only before the response begins: a stream cut later is not retried.
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            # "Server disconnected without sending a response" or a reset: the provider closed a kept-alive
+            # connection just as it was reused (idle timeouts are often 5 s). Nothing was answered, so the request
+            # goes once more, on a fresh connection. Only before the response begins: a stream cut later is not.
             log.info("%s dropped a kept-alive connection (%s); sending again", request.url.host, exc)
             return await super().handle_async_request(request)
 
@@ -162,7 +164,9 @@ def provider_client(
     settings: RemoteWorkerSettings, *, verify: ssl.SSLContext | bool = True, resolver: Resolver = system_resolver
 ) -> httpx.AsyncClient:
     """The client every provider call of a remote worker goes through."""
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+    # Idle connections are dropped after 4 s: before the 5 s after which many servers (uvicorn, Node) close them,
+    # which would race with their reuse.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=KEEPALIVE_EXPIRY_S)
     return httpx.AsyncClient(
         transport=GuardedTransport(
             allow_private=settings.allow_private_upstreams, limits=limits, verify=verify, resolver=resolver
