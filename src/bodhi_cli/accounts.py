@@ -2,6 +2,7 @@
 
 bodhi users create NAME --role ROLE --password-stdin
 bodhi tokens create --user NAME --scope SCOPE [--name N] [--expires-in-days N] [--models A,B]
+                    [--rpm N] [--tpm N] [--budget N --budget-period day|month]
                                                             (prints the token alone on its last line)
 """
 
@@ -46,6 +47,10 @@ def add_parsers(sub: Any, *, database_url: DatabaseUrl) -> None:
         metavar="A,B",
         help="the model ids or patterns (`*`: any characters, e.g. `openai/*`) it may use; default: all",
     )
+    issue.add_argument("--rpm", type=int, metavar="N", help="at most N requests per minute; default: unlimited")
+    issue.add_argument("--tpm", type=int, metavar="N", help="at most N tokens (in + out) per minute")
+    issue.add_argument("--budget", type=int, metavar="N", help="at most N tokens per --budget-period (UTC)")
+    issue.add_argument("--budget-period", choices=("day", "month"), help="the period of --budget")
     issue.set_defaults(handler=lambda args: run(database_url, create_token_command, args))
 
 
@@ -81,6 +86,9 @@ async def create_user_command(db: Any, args: argparse.Namespace) -> None:
 
 
 async def create_token_command(db: Any, args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from bodhi_api.auth.limits import LimitsBody
     from bodhi_api.auth.roles import TokenScope
     from bodhi_api.auth.token_expiry import expiry
     from bodhi_api.auth.tokens import issue_token, now_utc
@@ -99,14 +107,24 @@ async def create_token_command(db: Any, args: argparse.Namespace) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     if models == []:
         raise BodhiError("--models names no model; leave it out to allow every model.")
+    try:
+        rates = LimitsBody(
+            rpm_limit=args.rpm, tpm_limit=args.tpm, budget_tokens=args.budget, budget_period=args.budget_period
+        ).limits()
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise BodhiError(f"--rpm, --tpm, --budget and --budget-period: {problems}") from None
     expires_at = expiry(expires_in_days=days, expires_at=None, now=now_utc())
     token_id, token = await issue_token(
-        db, user_id=user.id, name=args.name, scope=scope, expires_at=expires_at, allowed_models=models
+        db, user_id=user.id, name=args.name, scope=scope, expires_at=expires_at, allowed_models=models, limits=rates
     )
     limits = "".join(
         [
             f", expires {expires_at.strftime('%Y-%m-%d %H:%M UTC')}" if expires_at else "",
             f", models {', '.join(models)}" if models else "",
+            f", {rates.rpm} requests/min" if rates.rpm else "",
+            f", {rates.tpm} tokens/min" if rates.tpm else "",
+            f", {rates.budget_tokens} tokens/{rates.budget_period}" if rates.budget_tokens else "",
         ]
     )
     print(f"token {args.name} id={token_id} for {user.username} ({scope.value}{limits}):")

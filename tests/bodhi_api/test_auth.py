@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
+from bodhi_api.auth.limits import LIMIT_FIELDS
 from tests.conftest import ADMIN_PASSWORD, Gateway
 from tests.support.backing import create_database, drop_database, new_name
 from tests.support.fake_upstream import free_port
@@ -28,6 +29,7 @@ PASSWORD = "test-password-1"
 TOKEN_FIELDS = {
     *("id", "name", "scope", "status", "created_at", "updated_at", "last_used_at"),
     *("expires_at", "expired", "allowed_models"),
+    *LIMIT_FIELDS,
 }
 
 
@@ -270,7 +272,7 @@ async def test_users_management_rules(http: httpx.AsyncClient, admin: dict[str, 
     listed = await http.get("/bodhi/v1/users", headers=manager)
     assert listed.status_code == 200, listed.text
     assert {u["id"] for u in listed.json()["data"]} >= {manager_id, other_admin_id, user_id}
-    assert all(set(u) == {"id", "username", "role", "allowed_models"} for u in listed.json()["data"])
+    assert all(set(u) == {"id", "username", "role", "allowed_models", *LIMIT_FIELDS} for u in listed.json()["data"])
 
     as_admin = {"username": f"would-be-admin-{uuid.uuid4().hex[:6]}", "password": PASSWORD, "role": "admin"}
     assert_error(await http.post("/bodhi/v1/users", headers=manager, json=as_admin), 403, "permission_error")
@@ -341,7 +343,7 @@ async def test_tokens_scope_listing_and_updates(http: httpx.AsyncClient, admin: 
     assert_error(too_high, 403, "permission_error", "insufficient_role")
     created = await http.post("/bodhi/v1/tokens", headers=owner, json={"name": "laptop", "scope": "user"})
     assert created.status_code == 201, created.text
-    assert set(created.json()) == {"id", "name", "token", "expires_at", "allowed_models"}
+    assert set(created.json()) == {"id", "name", "token", "expires_at", "allowed_models", *LIMIT_FIELDS}
     token_id, token = created.json()["id"], created.json()["token"]
     assert token.startswith("bodhiapp_")
     assert len(token) == len("bodhiapp_") + 43 + 6

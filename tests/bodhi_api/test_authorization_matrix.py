@@ -33,6 +33,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/bodhi/v1/users"): "manager",
     ("PUT", "/bodhi/v1/users/{user_id}/role"): "manager",
     ("PUT", "/bodhi/v1/users/{user_id}/models"): "manager",
+    ("PUT", "/bodhi/v1/users/{user_id}/limits"): "manager",
     ("DELETE", "/bodhi/v1/users/{user_id}"): "manager",
     ("POST", "/bodhi/v1/tokens"): TOKEN_MANAGEMENT,
     ("GET", "/bodhi/v1/tokens"): TOKEN_MANAGEMENT,

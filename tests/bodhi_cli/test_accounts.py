@@ -129,3 +129,27 @@ async def test_cli_tokens_may_expire_and_be_limited_to_models(
         assert refused_cli.returncode != 0
         assert "bodhiapp_" not in refused_cli.stdout
         assert bad[0] in refused_cli.stderr
+
+
+async def test_cli_tokens_may_have_rate_limits_and_a_budget(gateway: Gateway) -> None:
+    username = f"cli-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(
+        run_bodhi, "users", "create", username, "--role", "user", "--password-stdin", env=gateway.env, stdin=PASSWORD
+    )
+    args = ("tokens", "create", "--user", username, "--rpm", "30", "--tpm", "5000", "--budget", "100000")
+    issued = await asyncio.to_thread(run_bodhi, *args, "--budget-period", "day", env=gateway.env)
+    assert "30 requests/min, 5000 tokens/min, 100000 tokens/day" in issued.stdout
+    assert issued.stdout.strip().splitlines()[-1].startswith("bodhiapp_")
+
+    for bad in (("--rpm", "0"), ("--budget", "5")):  # a budget needs its period
+        refused_cli = await asyncio.to_thread(
+            subprocess.run,
+            bodhi("tokens", "create", "--user", username, *bad),
+            env={**os.environ, **gateway.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert refused_cli.returncode != 0
+        assert "bodhiapp_" not in refused_cli.stdout

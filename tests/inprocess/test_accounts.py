@@ -8,6 +8,7 @@ import uuid
 
 import httpx
 
+from bodhi_api.auth.limits import LIMIT_FIELDS
 from bodhi_api.auth.login_limit import FREE_USER_FAILURES
 from bodhi_api.auth.roles import Role, TokenScope
 from bodhi_api.auth.sessions import COOKIE_NAME
@@ -159,7 +160,7 @@ async def test_tokens_scope_listing_and_updates(bodhi: InProcessApp) -> None:
     assert assert_error(blank, 400, "invalid_request_error")["param"] == "name"
     created = await owner.post("/bodhi/v1/tokens", json={"name": "laptop"})
     assert created.status_code == 201, created.text
-    assert set(created.json()) == {"id", "name", "token", "expires_at", "allowed_models"}
+    assert set(created.json()) == {"id", "name", "token", "expires_at", "allowed_models", *LIMIT_FIELDS}
     token_id, token = created.json()["id"], created.json()["token"]
     assert token.startswith("bodhiapp_")
     as_token = bodhi.client(token=token)
@@ -170,6 +171,7 @@ async def test_tokens_scope_listing_and_updates(bodhi: InProcessApp) -> None:
     assert set(entry) == {
         *("id", "name", "scope", "status", "created_at", "updated_at", "last_used_at"),
         *("expires_at", "expired", "allowed_models"),
+        *LIMIT_FIELDS,
     }
     assert (entry["id"], entry["scope"], entry["status"]) == (token_id, "user", "active")
     assert entry["last_used_at"] is not None
@@ -234,7 +236,7 @@ async def test_users_management_rules(bodhi: InProcessApp) -> None:
     listed = await manager.get("/bodhi/v1/users")
     assert listed.status_code == 200, listed.text
     assert {u["id"] for u in listed.json()["data"]} >= {str(manager_user.id), str(other_admin.id), str(target.id)}
-    assert all(set(u) == {"id", "username", "role", "allowed_models"} for u in listed.json()["data"])
+    assert all(set(u) == {"id", "username", "role", "allowed_models", *LIMIT_FIELDS} for u in listed.json()["data"])
 
     would_be = {"username": "would-be-admin", "password": PASSWORD, "role": "admin"}
     assert_error(await manager.post("/bodhi/v1/users", json=would_be), 403, "permission_error")

@@ -12,6 +12,7 @@ import pytest
 from bodhi_api.auth import principal as principal_module
 from bodhi_api.auth.api_tokens import parse_token
 from bodhi_api.auth.grants import ModelGrant, allows, covers
+from bodhi_api.auth.limits import LIMIT_FIELDS
 from bodhi_api.auth.roles import Role, TokenScope
 from bodhi_api.auth.tokens import issue_token
 from tests.inprocess.harness import Account, InProcessApp, assert_error
@@ -165,6 +166,7 @@ async def test_the_token_list_shows_expiry_last_use_and_models(bodhi: InProcessA
         "expires_at",
         "expired",
         "allowed_models",
+        *LIMIT_FIELDS,
     }
     assert used["last_used_at"] is not None
     assert (used["expires_at"], used["expired"], used["allowed_models"]) == (at.isoformat(), False, ["openai/*"])
@@ -291,6 +293,7 @@ async def test_a_request_must_be_allowed_by_the_user_and_the_token(bodhi: InProc
         "username": user.username,
         "role": "user",
         "allowed_models": ["openai/*", "anthropic/claude"],
+        **dict.fromkeys(LIMIT_FIELDS),
     }
     assert await listed(browser) == sorted(OPENAI_IDS + ANTHROPIC_IDS)  # a session: the user's grant alone
     narrowed = await manager.put(f"/bodhi/v1/users/{user.id}/models", json={"allowed_models": ["openai/*"]})

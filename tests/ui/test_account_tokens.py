@@ -1,5 +1,5 @@
 """The tokens page (`/ui/tokens/`) in a real browser: create (shown once, copied; expiring, limited to some models),
-deactivate, activate, delete; expiry, last use and models in the table."""
+deactivate, activate, delete; expiry, last use, models and rate limits in the table."""
 
 from __future__ import annotations
 
@@ -164,3 +164,19 @@ async def test_an_invalid_models_list_is_shown_next_to_its_field(signed_in_page:
     await expect(page.locator("#token-error-summary")).to_be_focused()
     await expect(page.get_by_label("Models")).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#token-models-error")).not_to_be_empty()
+
+
+async def test_a_token_with_rate_limits_shows_them_and_the_api_has_them(signed_in_page: Page, gateway: Gateway) -> None:
+    page = signed_in_page
+    await page.goto("/ui/tokens/")
+    await page.get_by_label("Name").fill("rate limited")
+    await page.get_by_label("Requests per minute").fill("30")
+    await page.get_by_label("Tokens per minute").fill("5000")
+    await page.get_by_role("button", name="Create token").click()
+    await expect(page.get_by_role("heading", name="Your new token")).to_be_focused()
+    row = page.locator("#tokens-table tbody tr", has_text="rate limited")
+    await expect(row.locator("td").nth(6)).to_have_text("30 requests/min, 5000 tokens/min")
+    token_id = await row.get_attribute("data-token-id")
+    listed = await page.request.get("/bodhi/v1/tokens")
+    (entry,) = [t for t in (await listed.json())["data"] if t["id"] == token_id]
+    assert (entry["rpm_limit"], entry["tpm_limit"], entry["budget_tokens"]) == (30, 5000, None)

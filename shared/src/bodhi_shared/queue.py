@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from arq import ArqRedis, Worker, create_pool
@@ -24,6 +25,7 @@ from bodhi_shared.contract import pack, unpack
 from bodhi_shared.drain import finish_or_cancel
 from bodhi_shared.logs import bound_request_id
 from bodhi_shared.pubsub_listener import PubSubListener
+from bodhi_shared.rate_limits import CHECK_LUA, COMMIT_LUA, LimitCheck, LimitState, parse_result
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,30 @@ return {0, depth}
 """
 
 
+# The same with rate limits and budgets checked first (``rate_limits.CHECK_LUA``, on KEYS[4..] with ARGV triples
+# from ARGV[8]): a limit reached returns {3, index, retry-after ms, 0, reset ms} and writes nothing; admitted, the
+# rpm keys are moved on with the enqueue and the answer is {0, depth, remaining, reset ms, ...} for each limit.
+_ENQUEUE_LIMITED = (
+    "local first, argv0 = 4, 7\n"
+    + CHECK_LUA
+    + """
+if blocked then return blocked end
+local depth = redis.call('ZCARD', KEYS[1])
+if depth >= tonumber(ARGV[1]) then return {1, depth} end
+if redis.call('ZCOUNT', KEYS[2], ARGV[2], '+inf') == 0 then return {2, 0} end
+"""
+    + COMMIT_LUA
+    + """
+redis.call('PSETEX', KEYS[3], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[5], ARGV[6])
+redis.call('PUBLISH', ARGV[7], ARGV[6])
+local answer = {0, depth}
+for _, v in ipairs(states) do answer[#answer + 1] = v end
+return answer
+"""
+)
+
+
 class QueueFull(Exception):
     def __init__(self, depth: int) -> None:
         super().__init__(f"{depth} jobs waiting")
@@ -102,10 +128,13 @@ async def enqueue_if_capacity(
     payload: dict[str, Any],
     job_id: str,
     expires_s: float,
-) -> None:
-    """Like ``enqueue_job``, but only if a worker of ``queue`` is alive and the queue is under ``depth_limit``.
+    limits: Sequence[LimitCheck] = (),
+) -> list[LimitState]:
+    """Like ``enqueue_job``, but only if a worker of ``queue`` is alive, the queue is under ``depth_limit`` and
+    no rate limit or budget in ``limits`` is reached (``rate_limits``).
 
-    Raises ``QueueFull`` or ``NoLiveWorker`` otherwise. One round trip, where checking first would take two.
+    Raises ``QueueFull``, ``NoLiveWorker`` or ``rate_limits.LimitExceeded`` otherwise; returns what is left of
+    each limit. One round trip, where checking first would take two; without limits, the script is the plain one.
     """
     now_ms = timestamp_ms()
     job = serialize_job(function, (payload,), {}, None, now_ms, serializer=pack)
@@ -121,11 +150,18 @@ async def enqueue_if_capacity(
         job_id,
         wake_channel,
     ]
-    status, depth = await pool.eval(_ENQUEUE_IF_CAPACITY, 3, *keys_and_args)  # type: ignore[misc]  # sync|async union
+    if limits:
+        keys_and_args[3:3] = [c.key for c in limits]
+        keys_and_args += [a for c in limits for a in c.args()]
+        result = await pool.eval(_ENQUEUE_LIMITED, 3 + len(limits), *keys_and_args)  # type: ignore[misc]
+    else:
+        result = await pool.eval(_ENQUEUE_IF_CAPACITY, 3, *keys_and_args)  # type: ignore[misc]  # sync|async union
+    status, depth = int(result[0]), int(result[1])
     if status == 1:
-        raise QueueFull(int(depth))
+        raise QueueFull(depth)
     if status == 2:
         raise NoLiveWorker
+    return parse_result(limits, result) if limits else []
 
 
 # Puts a job a dead worker had claimed back on its queue, under the same id, if a worker of the queue is alive:

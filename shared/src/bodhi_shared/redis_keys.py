@@ -68,6 +68,14 @@ class RedisKeys:
         """Set of the session digests of one user, so all can be ended at once."""
         return f"{self.namespace}:user-sessions:{user_id}"
 
+    def rate_limit(self, kind: str, subject: str) -> str:
+        """A subject's (``token:<id>``, ``user:<id>``) rpm or tpm GCRA arrival time (``rate_limits``); expires."""
+        return f"{self.namespace}:limit:{kind}:{subject}"
+
+    def budget(self, subject: str, period_tag: str) -> str:
+        """Tokens a subject used in one UTC day or month (``2026-12-01``, ``2026-12``); expires after it."""
+        return f"{self.namespace}:budget:{subject}:{period_tag}"
+
     def login_client_failures(self, client_digest: str) -> str:
         """Count of failed logins from one client address (keyed by its SHA-256); expires with its window."""
         return f"{self.namespace}:login-failures:client:{client_digest}"

@@ -52,6 +52,7 @@ EXPOSED_HEADERS = (
     "X-Request-Id",
     "X-Bodhi-Request-Id",
     "Retry-After",
+    "retry-after-ms",  # what the OpenAI SDKs prefer to Retry-After (a rate limit's 429, ``auth.limits``)
     *(f"x-ratelimit-{what}{of}" for of in ("-requests", "-tokens", "") for what in ("limit", "remaining", "reset")),
 )
 

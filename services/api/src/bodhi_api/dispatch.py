@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bodhi_api.auth.limits import limit_error
 from bodhi_api.error_handlers import DependencyUnavailable
 from bodhi_api.event_reader import EventReader, LostBeforeContent, publish_cancel, worker_lost
 from bodhi_api.http_errors import TooManyRequests
@@ -23,6 +25,7 @@ from bodhi_shared.queue import (
     requeue_job,
     withdraw_job,
 )
+from bodhi_shared.rate_limits import LimitCheck, LimitExceeded, LimitState
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND, REMOTE_WORKER_KIND, RedisKeys
 
 log = logging.getLogger(__name__)
@@ -84,9 +87,12 @@ async def dispatch(
     payload: dict[str, Any],
     request_id: str,
     subject: str,
+    limits: Sequence[LimitCheck] = (),
+    admitted: list[LimitState] | None = None,
 ) -> tuple[EventReader, StreamEvent]:
-    """Enqueue (if a worker is alive and the queue has room), wait for a worker's STARTED and the first content
-    event.
+    """Enqueue (if a worker is alive, the queue has room and the caller's rate limits and budgets in ``limits``
+    allow it: 429 otherwise, ``auth.limits.limit_error``; what is left of each goes into ``admitted``), then
+    wait for a worker's STARTED and the first content event.
 
     The job's ``channel`` in ``payload`` must be this replica's (``hub.channel``), where its events arrive.
     ``subject`` names what was asked for (``model `x```) in the 503 a client gets when no worker can take it.
@@ -104,9 +110,17 @@ async def dispatch(
     reader = EventReader(resources, subscription, worker_kind=target.worker_kind)
     enqueued = False
     try:
-        await _enqueue(
-            resources, target=target, function=function, payload=payload, request_id=request_id, subject=subject
+        states = await _enqueue(
+            resources,
+            target=target,
+            function=function,
+            payload=payload,
+            request_id=request_id,
+            subject=subject,
+            limits=limits,
         )
+        if admitted is not None:
+            admitted.extend(states)
         enqueued = True
         redispatches = 0
         while True:
@@ -133,17 +147,24 @@ async def dispatch(
 
 
 async def _enqueue(
-    resources: Resources, *, target: QueueTarget, function: str, payload: dict[str, Any], request_id: str, subject: str
-) -> None:
-    """Enqueue if a worker of the target is alive and the queue has room; 429 or 503 otherwise.
+    resources: Resources,
+    *,
+    target: QueueTarget,
+    function: str,
+    payload: dict[str, Any],
+    request_id: str,
+    subject: str,
+    limits: Sequence[LimitCheck] = (),
+) -> list[LimitState]:
+    """Enqueue if a worker of the target is alive, the queue has room and ``limits`` allow it; 429 or 503 otherwise.
 
-    The hot path is one round trip. Only a local alias without a live worker costs more: the wait of
-    ``_wait_for_follower``, then one more try.
+    The hot path is one round trip, limits included. Only a local alias without a live worker costs more: the
+    wait of ``_wait_for_follower``, then one more try.
     """
     settings, keys = resources.settings, resources.keys
 
-    async def attempt() -> None:
-        await enqueue_if_capacity(
+    async def attempt() -> list[LimitState]:
+        return await enqueue_if_capacity(
             resources.redis,
             queue=target.queue,
             wake_channel=keys.wake_channel(target.queue),
@@ -154,14 +175,17 @@ async def _enqueue(
             payload=payload,
             job_id=request_id,
             expires_s=settings.queue_wait_limit + 60,
+            limits=limits,
         )
 
     try:
         try:
-            await attempt()
+            return await attempt()
         except NoLiveWorker:
             await _wait_for_follower(resources, target=target, subject=subject)
-            await attempt()
+            return await attempt()
+    except LimitExceeded as exceeded:
+        raise limit_error(exceeded) from None
     except QueueFull as full:
         raise TooManyRequests(
             f"{full.depth} requests are waiting for a worker, over the limit of {settings.queue_depth_limit}. "

@@ -10,6 +10,8 @@ BodhiError
 ├── Conflict                409 invalid_request_error / conflict
 ├── RequestTooLarge         413 invalid_request_error / request_too_large [bodhi_api.body_limit]
 └── TooManyRequests         429 rate_limit_error / rate_limit_exceeded (with Retry-After)
+    ├── RateLimited         429 rate_limit_exceeded: a token's or user's RPM or TPM [bodhi_api.auth.limits]
+    └── BudgetExceeded      429 budget_exceeded: a token's or user's budget for the day or month [auth.limits]
 """
 
 from __future__ import annotations
@@ -52,4 +54,4 @@ class TooManyRequests(BodhiError):
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
-        self.headers = {"Retry-After": str(retry_after_s)}
+        self.headers: dict[str, str] = {"Retry-After": str(retry_after_s)}

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive
 
 from bodhi_api import access_log
+from bodhi_api.auth.limits import state_headers
 from bodhi_api.auth.principal import Principal
 from bodhi_api.dispatch import QueueTarget, dispatch
 from bodhi_api.error_handlers import DependencyUnavailable, as_bodhi_error
@@ -28,6 +29,7 @@ from bodhi_api.usage import UsageRecord, tokens_of
 from bodhi_shared.contract import INFERENCE_FUNCTION, Endpoint, EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError, ModelNotFound
 from bodhi_shared.openai_wire import parse_inference_request
+from bodhi_shared.rate_limits import RPM, LimitCheck, LimitState, charge
 
 if TYPE_CHECKING:
     from bodhi_api.inbound_formats import InboundRequest
@@ -91,9 +93,11 @@ class RequestTimer:
         endpoint: Endpoint,
         model: str,
         route: Route,
+        limits: Sequence[LimitCheck] = (),
     ) -> None:
         self.resources, self.principal = resources, principal
         self.request_id, self.endpoint, self.model, self.route = request_id, endpoint, model, route
+        self.limits = limits  # the caller's rate limits and budgets: tokens per minute and budgets are charged here
         self.started = time.perf_counter()
         self.first_at: float | None = None
 
@@ -111,6 +115,9 @@ class RequestTimer:
             metrics.ttft.labels(self.model).observe(ttft)
         metrics.tokens.labels(self.model, "in").inc(prompt or 0)
         metrics.tokens.labels(self.model, "out").inc(completion or 0)
+        used = total if total is not None else (prompt or 0) + (completion or 0)
+        if used and any(c.kind != RPM for c in self.limits):  # off the request path: one round trip
+            self.resources.spawn(charge(self.resources.redis, self.limits, used))
         self.resources.usage.record(
             UsageRecord(
                 created_at=datetime.now(UTC),
@@ -174,8 +181,10 @@ async def run_inference(
         pickup_deadline=time.time() + resources.settings.queue_wait_limit,
         client_request_id=client_request_id,
     )
+    limits = principal.limits.checks(resources.keys, datetime.now(UTC))  # none without limits: no cost
+    admitted: list[LimitState] = []
     timer = RequestTimer(
-        resources, principal, request_id=request_id, endpoint=endpoint, model=request.model, route=route
+        resources, principal, request_id=request_id, endpoint=endpoint, model=request.model, route=route, limits=limits
     )
     target = QueueTarget.local(resources.keys, route.local.alias) if route.local else QueueTarget.remote(resources.keys)
     dispatching = asyncio.ensure_future(
@@ -186,6 +195,8 @@ async def run_inference(
             payload=job.to_wire(),
             request_id=request_id,
             subject=f"model `{request.model}`",
+            limits=limits,
+            admitted=admitted,
         )
     )
     # A stream waits for its first content only so long before its response starts (keep-alives); a plain
@@ -201,7 +212,7 @@ async def run_inference(
         return StreamingResponse(
             _stream_once_dispatched(resources, dispatching, timer, request_id, wire=wire, inbound=inbound),
             media_type="text/event-stream",
-            headers=SSE_HEADERS,
+            headers=SSE_HEADERS | state_headers(admitted),
         )
     try:
         reader, first = await dispatching
@@ -211,11 +222,11 @@ async def run_inference(
     timer.first_content()
     relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish, wire=wire)
     if stream:
-        headers = SSE_HEADERS | worker_header(reader.worker_id)
+        headers = SSE_HEADERS | worker_header(reader.worker_id) | state_headers(admitted)
         body_iterator = _counted(resources, relay, inbound=inbound)
         return StreamingResponse(body_iterator, media_type="text/event-stream", headers=headers)
     response = _single_response(relay, first)
-    response.headers.update(worker_header(reader.worker_id))
+    response.headers.update(worker_header(reader.worker_id) | state_headers(admitted))
     if inbound is not None:
         await inbound.answered(first.data)
     return response

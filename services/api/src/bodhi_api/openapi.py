@@ -63,7 +63,7 @@ _DESCRIPTIONS = {
     "404": "No such resource (or model).",
     "409": "Conflicts with what exists (a taken name, an id already served, setup already done).",
     "413": "The request body is larger than BODHI_MAX_BODY_BYTES.",
-    "429": "Too many requests (failed logins, or a full queue); see Retry-After.",
+    "429": "Too many requests (failed logins, a full queue, a rate limit or a budget reached); see Retry-After.",
     "502": "The provider failed or could not be reached.",
     "503": "Postgres, Redis or a worker is unavailable right now; see Retry-After when given.",
     "504": "The provider did not answer in time.",

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from bodhi_api import access_log
 from bodhi_api.auth.api_tokens import parse_token
 from bodhi_api.auth.grants import ALL_MODELS, ModelGrant
+from bodhi_api.auth.limits import NO_LIMITS, PrincipalLimits
 from bodhi_api.auth.roles import Role
 from bodhi_api.auth.sessions import COOKIE_NAME, session_user_id
 from bodhi_api.auth.token_expiry import is_expired, token_expired
@@ -34,6 +35,7 @@ class Principal:
     owner_role: Role  # the user's own role, whatever the token's scope
     token_id: uuid.UUID | None = None
     grant: ModelGrant = ALL_MODELS  # the models it may use: the user's grant, and a token's own (``auth.grants``)
+    limits: PrincipalLimits = NO_LIMITS  # the user's rate limits and budget, and a token's own (``auth.limits``)
 
 
 def check_same_origin(request: Request) -> None:
@@ -67,7 +69,13 @@ async def _authenticate(request: Request, resources: ResourcesDep) -> Principal:
             raise NotAuthenticated(f"Your session has ended. {_HOW_TO}")
         if request.method not in SAFE_METHODS:
             check_same_origin(request)
-        return Principal(user=user, via="session", owner_role=user.role, grant=ModelGrant(user=user.allowed_models))
+        return Principal(
+            user=user,
+            via="session",
+            owner_role=user.role,
+            grant=ModelGrant(user=user.allowed_models),
+            limits=PrincipalLimits(user_id=user.id, user=user.limits),
+        )
     raise NotAuthenticated(f"Missing credentials. {_HOW_TO}")
 
 
@@ -92,6 +100,7 @@ async def _from_bearer(resources: ResourcesDep, authorization: str) -> Principal
         owner_role=verified.owner_role,
         token_id=verified.token_id,
         grant=verified.grant,
+        limits=verified.principal_limits,
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bodhi_api.auth.grants import normalise
+from bodhi_api.auth.limits import UNLIMITED, Limits
 from bodhi_api.auth.passwords import hash_password
 from bodhi_api.auth.roles import Role
 from bodhi_api.http_errors import Conflict
@@ -19,6 +20,7 @@ SETUP_LOCK_ID = 0x0B0D42
 MAX_USERNAME = 64
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # a bound on what argon2 hashes, and on a login body
+USER_COLUMNS = "id, username, role, allowed_models, rpm_limit, tpm_limit, budget_tokens, budget_period"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +29,15 @@ class User:
     username: str
     role: Role
     allowed_models: tuple[str, ...] | None = None  # the models the user may use (``grants``); None: every model
+    limits: Limits = UNLIMITED  # the user's rate limits and budget (``auth.limits``), their tokens' included
 
     def public(self) -> dict[str, str]:
         return {"id": str(self.id), "username": self.username, "role": self.role.value}
 
     def managed(self) -> dict[str, object]:
-        """What managers see of the user: ``public`` and the user's model grant."""
+        """What managers see of the user: ``public``, the user's model grant and limits."""
         models = list(self.allowed_models) if self.allowed_models is not None else None
-        return {**self.public(), "allowed_models": models}
+        return {**self.public(), "allowed_models": models, **self.limits.public()}
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -44,6 +47,7 @@ def _user(row: asyncpg.Record) -> User:
         username=row["username"],
         role=Role(row["role"]),
         allowed_models=tuple(models) if models is not None else None,
+        limits=Limits.from_row(row),
     )
 
 
@@ -68,8 +72,8 @@ async def create_user(
     models = normalise(allowed_models)
     try:
         row = await db.fetchrow(
-            "INSERT INTO users (username, password_hash, role, allowed_models) VALUES ($1, $2, $3, $4)"
-            " RETURNING id, username, role, allowed_models",
+            "INSERT INTO users (username, password_hash, role, allowed_models) VALUES ($1, $2, $3, $4)"  # noqa: S608 -- constant column names
+            f" RETURNING {USER_COLUMNS}",
             username.strip(),
             password_hash,
             role.value,
@@ -96,24 +100,21 @@ async def any_user_exists(db: asyncpg.Pool) -> bool:
 
 
 async def find_user(db: asyncpg.Pool, user_id: uuid.UUID) -> User | None:
-    row = await db.fetchrow("SELECT id, username, role, allowed_models FROM users WHERE id = $1", user_id)
+    row = await db.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)  # noqa: S608 -- constant column lists
     return _user(row) if row else None
 
 
 async def find_login(db: asyncpg.Pool, username: str) -> tuple[User, str] | None:
     """The user and password hash for a login name, case-insensitively."""
     row = await db.fetchrow(
-        "SELECT id, username, role, allowed_models, password_hash FROM users WHERE lower(username) = lower($1)",
+        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(username) = lower($1)",  # noqa: S608 -- constant column lists
         username.strip(),
     )
     return (_user(row), row["password_hash"]) if row else None
 
 
 async def list_users(db: asyncpg.Pool) -> list[User]:
-    return [
-        _user(r)
-        for r in await db.fetch("SELECT id, username, role, allowed_models FROM users ORDER BY lower(username)")
-    ]
+    return [_user(r) for r in await db.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY lower(username)")]  # noqa: S608 -- constant column lists
 
 
 async def change_role(db: asyncpg.Pool, *, user_id: uuid.UUID, role: Role) -> None:
@@ -130,10 +131,21 @@ async def set_allowed_models(
     user (any more)."""
     models = normalise(allowed_models)
     row = await db.fetchrow(
-        "UPDATE users SET allowed_models = $2, updated_at = now() WHERE id = $1"
-        " RETURNING id, username, role, allowed_models",
+        f"UPDATE users SET allowed_models = $2, updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}",  # noqa: S608 -- constant column lists
         user_id,
         list(models) if models is not None else None,
+    )
+    return _user(row) if row else None
+
+
+async def set_limits(db: asyncpg.Pool, *, user_id: uuid.UUID, limits: Limits) -> User | None:
+    """Set the user's rate limits and budget (each None: unlimited); None: no such user (any more)."""
+    row = await db.fetchrow(
+        "UPDATE users SET rpm_limit = $2, tpm_limit = $3, budget_tokens = $4, budget_period = $5,"  # noqa: S608 -- constant column names
+        " updated_at = now() WHERE id = $1"
+        f" RETURNING {USER_COLUMNS}",
+        user_id,
+        *limits.values(),
     )
     return _user(row) if row else None
 

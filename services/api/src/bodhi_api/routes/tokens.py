@@ -1,5 +1,5 @@
-"""API tokens of the calling user: create (shown once, optionally expiring and limited to some models), list,
-rename, (de)activate or change its models, delete.
+"""API tokens of the calling user: create (shown once, optionally expiring, limited to some models, rate-limited
+and with a budget: ``auth.limits``), list, rename, (de)activate or change its models and limits, delete.
 
 Only from a browser session or an admin's token (``principal.require_token_manager``).
 """
@@ -10,9 +10,10 @@ import uuid
 from typing import Literal
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from bodhi_api.auth.grants import AllowedModels, normalise
+from bodhi_api.auth.limits import LIMIT_FIELDS, BudgetTokens, LimitsBody, PerMinute
 from bodhi_api.auth.principal import TokenManager
 from bodhi_api.auth.roles import TokenScope
 from bodhi_api.auth.token_expiry import ExpiresInDays, Timestamp, expiry
@@ -21,11 +22,12 @@ from bodhi_api.auth.users import parse_user_id
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound, PermissionDenied
 from bodhi_shared.clean_text import CleanLine
+from bodhi_shared.rate_limits import BudgetPeriod
 
 router = APIRouter(tags=["tokens"])
 
 
-class TokenCreate(BaseModel):
+class TokenCreate(LimitsBody):
     name: CleanLine = Field(min_length=1, max_length=100)
     scope: TokenScope = TokenScope.USER
     expires_in_days: ExpiresInDays | None = Field(default=None, description="It stops working this many days on.")
@@ -42,9 +44,24 @@ class TokenUpdate(BaseModel):
 
 
 class TokenPatch(TokenUpdate):
-    """Only the fields sent change; ``allowed_models: null`` lets the token use every model its owner may."""
+    """Only the fields sent change; ``allowed_models: null`` lets the token use every model its owner may, a limit
+    set to null makes it unlimited (``budget_tokens`` and ``budget_period`` change together)."""
 
     allowed_models: AllowedModels | None = None
+    rpm_limit: PerMinute | None = Field(default=None, description="Requests per minute; null: unlimited.")
+    tpm_limit: PerMinute | None = Field(default=None, description="Tokens (prompt + completion) per minute.")
+    budget_tokens: BudgetTokens | None = Field(default=None, description="Tokens per `budget_period`.")
+    budget_period: BudgetPeriod | None = Field(default=None, description="`day` or `month`, UTC.")
+
+    @model_validator(mode="after")
+    def _budget_changes_whole(self) -> TokenPatch:
+        sent = {"budget_tokens", "budget_period"} & self.model_fields_set
+        if sent and (len(sent) == 1 or (self.budget_tokens is None) != (self.budget_period is None)):
+            raise ValueError("`budget_tokens` and `budget_period` (`day` or `month`) go together.")
+        return self
+
+    def limit_changes(self) -> dict[str, int | str | None]:
+        return {field: getattr(self, field) for field in LIMIT_FIELDS if field in self.model_fields_set}
 
 
 def _token_id(raw: str) -> uuid.UUID:
@@ -66,6 +83,7 @@ async def tokens_create(body: TokenCreate, principal: TokenManager, resources: R
         scope=body.scope,
         expires_at=expires_at,
         allowed_models=body.allowed_models,
+        limits=body.limits(),
     )
     models = normalise(body.allowed_models)
     return {
@@ -74,6 +92,7 @@ async def tokens_create(body: TokenCreate, principal: TokenManager, resources: R
         "token": token,
         "expires_at": expires_at.isoformat() if expires_at else None,
         "allowed_models": list(models) if models is not None else None,
+        **body.limits().public(),
     }
 
 
@@ -107,10 +126,11 @@ async def tokens_patch(
         status=body.status,
         set_models="allowed_models" in body.model_fields_set,
         allowed_models=body.allowed_models,
+        limits=body.limit_changes(),
     )
     if row is None:
         raise NotFound(f"You have no token with id `{token_id}`.")
-    await resources.credentials_changed()  # cached verifications hold the old grant: dropped on every replica
+    await resources.credentials_changed()  # cached verifications hold the old grant and limits: dropped everywhere
     return public_token(row)
 
 

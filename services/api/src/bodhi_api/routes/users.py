@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from bodhi_api.auth.grants import AllowedModels, covers, normalise
+from bodhi_api.auth.limits import LimitsBody
 from bodhi_api.auth.principal import Manager, Principal
 from bodhi_api.auth.roles import Role
 from bodhi_api.auth.sessions import end_user_sessions
@@ -21,6 +22,7 @@ from bodhi_api.auth.users import (
     list_users,
     parse_user_id,
     set_allowed_models,
+    set_limits,
 )
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound, PermissionDenied
@@ -113,6 +115,20 @@ async def users_change_models(
     if changed is None:
         raise NotFound(f"No user with id `{user_id}`.")
     await resources.credentials_changed()  # cached token verifications hold the old grant: dropped everywhere
+    return changed.managed()
+
+
+@router.put("/bodhi/v1/users/{user_id}/limits")
+async def users_change_limits(
+    user_id: str, body: LimitsBody, actor: Manager, resources: ResourcesDep
+) -> dict[str, object]:
+    """The user's rate limits (requests and tokens per minute) and token budget (per UTC day or month), their
+    tokens included (each token within them, and within its own); a field null or absent: unlimited."""
+    target = await _target(resources, actor, user_id)
+    changed = await set_limits(resources.db, user_id=target.id, limits=body.limits())
+    if changed is None:
+        raise NotFound(f"No user with id `{user_id}`.")
+    await resources.credentials_changed()  # cached token verifications hold the old limits: dropped everywhere
     return changed.managed()
 
 

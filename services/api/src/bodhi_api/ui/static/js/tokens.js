@@ -1,6 +1,7 @@
 // The tokens page: the signed-in user's API tokens (GET/POST /bodhi/v1/tokens, PUT and DELETE /tokens/{id}).
 // A new token is shown once, with a Copy button; the list never holds the tokens themselves. A token may expire
-// (`expires_in_days`) and be limited to some models (`allowed_models`, patterns with `*`).
+// (`expires_in_days`), be limited to some models (`allowed_models`, patterns with `*`) and have rate limits
+// (`rpm_limit`, `tpm_limit`) and a budget (`budget_tokens` per `budget_period`, shown; set with the API or CLI).
 import { del, get, post, put } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { h } from "./dom.js";
@@ -26,6 +27,15 @@ function models(token) {
   if (token.allowed_models === null) return h("span", { class: "muted" }, "All");
   if (token.allowed_models.length === 0) return h("span", { class: "muted" }, "None");
   return h("span", { class: "token-models" }, ...token.allowed_models.map((id) => h("code", {}, id)));
+}
+
+function limits(token) {
+  const parts = [];
+  if (token.rpm_limit !== null) parts.push(`${token.rpm_limit} requests/min`);
+  if (token.tpm_limit !== null) parts.push(`${token.tpm_limit} tokens/min`);
+  if (token.budget_tokens !== null) parts.push(`${token.budget_tokens} tokens/${token.budget_period}`);
+  if (parts.length === 0) return h("span", { class: "muted" }, "None");
+  return h("span", { class: "token-limits" }, parts.join(", "));
 }
 
 function statusBadge(token) {
@@ -91,6 +101,7 @@ function row(token) {
     h("td", {}, when(token.last_used_at)),
     h("td", {}, when(token.expires_at)),
     h("td", {}, models(token)),
+    h("td", {}, limits(token)),
     h(
       "td",
       {},
@@ -131,6 +142,7 @@ form.addEventListener("submit", async (event) => {
     if (value("expires_in_days")) body.expires_in_days = Number(value("expires_in_days"));
     const patterns = value("allowed_models").split(",").map((id) => id.trim()).filter(Boolean);
     if (patterns.length > 0) body.allowed_models = patterns;
+    for (const field of ["rpm_limit", "tpm_limit"]) if (value(field)) body[field] = Number(value(field));
     const created = await post("/bodhi/v1/tokens", body);
     form.reset();
     tokenValue.value = created.token;
