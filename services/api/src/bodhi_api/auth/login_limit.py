@@ -45,7 +45,9 @@ local beyond = failures - tonumber(ARGV[3])
 if beyond >= 0 then
     local wait = tonumber(user[2] or '0') + tonumber(ARGV[math.min(4 + beyond, #ARGV)]) - now
     if wait > 0 then
-        return {2, math.ceil(wait)}
+        -- 'last' went through tostring(), which keeps 14 digits and may round it up a little: without the
+        -- millisecond of slack, a 1 s wait could be announced as 2 s.
+        return {2, math.ceil(wait - 0.001)}
     end
 end
 redis.call('SET', KEYS[1], 0, 'EX', ARGV[2], 'NX')
