@@ -24,7 +24,7 @@ from bodhi_remote_worker.context import RemoteWorkerContext
 from bodhi_remote_worker.provider_formats import adapter_for
 from bodhi_remote_worker.provider_formats.calls import adapted_headers, malformed_stream
 from bodhi_remote_worker.secret_mask import SecretMask
-from bodhi_remote_worker.upstream import Provider, map_httpx_errors, status_error
+from bodhi_remote_worker.upstream import Provider, map_httpx_errors, read_as_event_stream, status_error
 from bodhi_shared.api_formats import translation_for
 from bodhi_shared.api_formats.sse import to_json
 from bodhi_shared.contract import IN_BAND, EventKind, InferenceJob, StreamEvent
@@ -119,13 +119,6 @@ class _Native:
         url = f"{self._provider.base_url}/{self._endpoint}"
         return self._worker.http.build_request("POST", url, content=self._body, headers=headers)
 
-    def _check_event_stream(self, response: httpx.Response) -> None:
-        content_type = response.headers.get("content-type", "")
-        if not content_type.lower().startswith("text/event-stream"):
-            what = f"answered a stream request with {content_type.split(';')[0] or 'no content type'}"
-            raise malformed_stream(self._provider, self._adapter, what)
-        response.headers["content-type"] = "text/event-stream"  # httpx-sse refuses other spellings of it
-
     async def whole(self) -> StreamEvent:
         with map_httpx_errors(self._provider):
             response = await self._worker.http.send(self._request())
@@ -147,7 +140,9 @@ class _Native:
             try:
                 if response.status_code >= 300:
                     raise status_error(self._provider, response, await response.aread(), self._mask)
-                self._check_event_stream(response)
+                read_as_event_stream(
+                    response, lambda what: malformed_stream(self._provider, self._adapter, what), missing_ok=False
+                )
                 ended = False
                 async for event in EventSource(response).aiter_sse():
                     first_byte()

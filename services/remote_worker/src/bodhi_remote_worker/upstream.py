@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -119,7 +119,7 @@ async def stream_sse(
         try:
             if response.status_code >= 300:
                 raise status_error(upstream, response, await response.aread(), mask)
-            _refuse_non_event_stream(upstream, response)
+            read_as_event_stream(response, lambda what: malformed_stream(upstream, what))
             done = finished = False
             async for event in EventSource(response).aiter_sse():
                 # httpx-sse frames the events: comments (": keep-alive"), `event:`/`id:`/`retry:` fields, CRLF or
@@ -176,16 +176,19 @@ def _has_finish_reason(data: bytes) -> bool:
     return b"finish_reason" in data and _FINISH_REASON.search(data) is not None
 
 
-def _refuse_non_event_stream(upstream: Provider, response: httpx.Response) -> None:
-    """A 200 that is not an event stream (an HTML page from a proxy, a JSON body) would read as an empty answer."""
+EVENT_STREAM = "text/event-stream"
+
+
+def read_as_event_stream(
+    response: httpx.Response, refuse: Callable[[str], UpstreamError], *, missing_ok: bool = True
+) -> None:
+    """Refuse a 200 that is not an event stream (an HTML page from a proxy, a JSON body), which would read as an
+    empty answer: ``refuse`` makes the error from what was answered. A missing content type passes when
+    ``missing_ok``. What passes is labelled ``text/event-stream`` in lower case, as httpx-sse's EventSource needs."""
     content_type = response.headers.get("content-type", "")
-    if content_type and not content_type.lower().startswith("text/event-stream"):
-        raise malformed_stream(upstream, f"answered a stream request with {content_type.split(';')[0]}")
-    if not content_type:
-        # Read as an event stream, as before; httpx-sse's EventSource refuses a missing (or differently cased) one.
-        response.headers["content-type"] = "text/event-stream"
-    elif not content_type.startswith("text/event-stream"):
-        response.headers["content-type"] = "text/event-stream" + content_type[len("text/event-stream") :]
+    if not content_type.lower().startswith(EVENT_STREAM) and (content_type or not missing_ok):
+        raise refuse(f"answered a stream request with {content_type.split(';')[0] or 'no content type'}")
+    response.headers["content-type"] = EVENT_STREAM + content_type[len(EVENT_STREAM) :]
 
 
 def malformed_stream(upstream: Provider, what: str) -> UpstreamError:

@@ -22,6 +22,7 @@ from bodhi_remote_worker.secret_mask import SecretMask
 from bodhi_remote_worker.upstream import (
     Provider,
     map_httpx_errors,
+    read_as_event_stream,
     status_error,
     with_extra_headers,
 )
@@ -29,7 +30,6 @@ from bodhi_shared.contract import Endpoint
 from bodhi_shared.errors import InvalidRequest, UpstreamError, UpstreamHTTPError
 
 SSE_DONE = "[DONE]"
-EVENT_STREAM = "text/event-stream"
 
 
 def serving_adapter(provider: Provider, endpoint: str) -> ProviderAdapter | None:
@@ -141,7 +141,7 @@ async def stream_adapted(
         try:
             if response.status_code >= 300:
                 raise adapted_status_error(provider, adapter, response, await response.aread(), mask)
-            _refuse_non_event_stream(provider, adapter, response)
+            read_as_event_stream(response, lambda what: malformed_stream(provider, adapter, what))
             async for event in EventSource(response).aiter_sse():
                 payload = event.data.strip()
                 if not payload or payload == SSE_DONE:
@@ -159,15 +159,6 @@ async def stream_adapted(
                     yield mask.key(json.dumps(out).encode())
         finally:
             await response.aclose()
-
-
-def _refuse_non_event_stream(provider: Provider, adapter: ProviderAdapter, response: httpx.Response) -> None:
-    """A 200 that is not an event stream would read as an empty answer; a missing content type is read as one."""
-    content_type = response.headers.get("content-type", "")
-    if content_type and not content_type.lower().startswith(EVENT_STREAM):
-        raise malformed_stream(provider, adapter, f"answered a stream request with {content_type.split(';')[0]}")
-    if not content_type.startswith(EVENT_STREAM):  # httpx-sse refuses a missing or differently cased one
-        response.headers["content-type"] = EVENT_STREAM + content_type[len(EVENT_STREAM) :]
 
 
 def malformed_stream(provider: Provider, adapter: ProviderAdapter, what: str) -> UpstreamError:
