@@ -55,6 +55,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("PUT", "/bodhi/v1/models/alias/{alias:path}"): "power_user",
     ("DELETE", "/bodhi/v1/models/alias/{alias:path}"): "power_user",
     ("GET", "/bodhi/v1/models/files"): "power_user",
+    ("GET", "/bodhi/v1/routers"): "user",
+    ("POST", "/bodhi/v1/routers"): "manager",
+    ("GET", "/bodhi/v1/routers/{model_id:path}"): "user",
+    ("PUT", "/bodhi/v1/routers/{model_id:path}"): "manager",
+    ("DELETE", "/bodhi/v1/routers/{model_id:path}"): "manager",
     ("GET", "/bodhi/v1/models"): "user",
     ("GET", "/v1/models"): "user",
     ("GET", "/v1/models/{model_id:path}"): "user",
@@ -66,6 +71,10 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/responses/{response_id}"): "user",
     ("POST", "/v1/messages"): "user",
     ("GET", "/bodhi/v1/usage"): "user",
+    ("GET", "/bodhi/v1/prices"): "user",
+    ("GET", "/bodhi/v1/prices/{model_id:path}"): "user",
+    ("PUT", "/bodhi/v1/prices/{model_id:path}"): "manager",
+    ("DELETE", "/bodhi/v1/prices/{model_id:path}"): "manager",
     ("GET", "/metrics"): "user",
 }
 RANK = {"user": 0, "power_user": 1, "manager": 2, "admin": 3}

@@ -13,7 +13,11 @@ named in brackets.
     │   ├── DependencyUnavailable   503 with Retry-After: Postgres or Redis unreachable [bodhi_api.error_handlers]
     │   ├── EventsUndeliverable     503 events_undeliverable: a job's events cannot be published
     │   │                           [bodhi_shared.event_publisher]
-    │   └── WorkerKeyMissing        503 worker_key_missing: a worker key file is gone [bodhi_shared.worker_keys]
+    │   ├── WorkerKeyMissing        503 worker_key_missing: a worker key file is gone [bodhi_shared.worker_keys]
+    │   ├── RouterCoolingDown       503 router_cooling_down, with Retry-After: every target of a router is cooling
+    │   │                           down [bodhi_api.model_routers.routed_dispatch]
+    │   └── RouterUnavailable       503 router_unavailable: none of a router's targets is served any more
+    │                               [bodhi_api.model_routers.routed_dispatch]
     ├── SecretUnreadable            500 secret_unreadable: a stored key does not open [bodhi_shared.crypto]
     ├── RelayedError                an error a worker reported, relayed with its status, body and headers
     └── UpstreamError               502 upstream failures, relayed by remote workers (upstream_redirect: a 30x;

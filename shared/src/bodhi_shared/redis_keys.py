@@ -95,3 +95,16 @@ class RedisKeys:
     def local_worker_control(self) -> str:
         """Pub/sub channel the API publishes to after it rewrote the alias catalogue: followers re-read it at once."""
         return f"{self.namespace}:local-worker-control"
+
+    def target_cooldown(self, model_id: str) -> str:
+        """Set while a router target (a served model id) is cooling down after a failure; expires when it ends."""
+        return f"{self.namespace}:cooldown:{model_id}"
+
+    def target_in_flight(self, model_id: str) -> str:
+        """Sorted set of the requests a router sent to a served model id, scored by when each is given up for lost
+        (``model_routers.picking``): a ``least_busy`` router's count of in-flight requests."""
+        return f"{self.namespace}:in-flight:{model_id}"
+
+    def router_turn(self, router: str) -> str:
+        """Counter of a ``round_robin`` router: whose turn it is, shared by every replica."""
+        return f"{self.namespace}:router-turn:{router}"

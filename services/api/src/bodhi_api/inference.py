@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import time
@@ -21,6 +22,8 @@ from bodhi_api.dispatch import QueueTarget, dispatch
 from bodhi_api.error_handlers import DependencyUnavailable, as_bodhi_error
 from bodhi_api.event_reader import EventReader
 from bodhi_api.metrics import UNKNOWN
+from bodhi_api.model_routers.picking import release_in_flight
+from bodhi_api.model_routers.routed_dispatch import dispatch_routed
 from bodhi_api.model_routing import Route, resolve_model
 from bodhi_api.relay import SSE_KEEPALIVE, Outcome, Relay
 from bodhi_api.resources import Resources
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 WORKER_HEADER = "X-Bodhi-Worker"
+TARGET_HEADER = "X-Bodhi-Target"  # which target of a router answered
 # embeddings are never streamed
 STREAMED_ENDPOINTS = (Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint.RESPONSES, Endpoint.MESSAGES)
 
@@ -98,8 +102,14 @@ class RequestTimer:
         self.resources, self.principal = resources, principal
         self.request_id, self.endpoint, self.model, self.route = request_id, endpoint, model, route
         self.limits = limits  # the caller's rate limits and budgets: tokens per minute and budgets are charged here
+        self.router = route.router  # a request to a router: ``route`` becomes the target tried last (``chose``)
+        self.target: str | None = None
         self.started = time.perf_counter()
         self.first_at: float | None = None
+
+    def chose(self, target: Route) -> None:
+        """A router's target is being tried: the usage record and the metrics name it."""
+        self.route, self.target = target, target.model
 
     def first_content(self) -> None:
         self.first_at = time.perf_counter()
@@ -118,6 +128,11 @@ class RequestTimer:
         used = total if total is not None else (prompt or 0) + (completion or 0)
         if used and any(c.kind != RPM for c in self.limits):  # off the request path: one round trip
             self.resources.spawn(charge(self.resources.redis, self.limits, used))
+        if self.router is not None and self.router.strategy == "least_busy" and self.target is not None:
+            resources = self.resources
+            resources.spawn(
+                release_in_flight(resources.redis, resources.keys, request_id=self.request_id, target=self.target)
+            )
         self.resources.usage.record(
             UsageRecord(
                 created_at=datetime.now(UTC),
@@ -134,7 +149,80 @@ class RequestTimer:
                 duration_ms=(now - self.started) * 1000,
                 status=outcome.status,
                 http_status=outcome.http_status,
+                target=self.target,
             )
+        )
+
+
+class JobDispatch:
+    """The job of a request, sent to the workers of where its route goes: the model asked for, or a router's
+    targets one after another (``model_routers.routed_dispatch``)."""
+
+    def __init__(
+        self,
+        resources: Resources,
+        route: Route,
+        body: dict[str, Any],
+        *,
+        endpoint: Endpoint,
+        stream: bool,
+        inbound: InboundRequest | None,
+        client_request_id: str | None,
+        admitted: list[LimitState],
+    ) -> None:
+        self.resources, self.route, self.body, self.endpoint, self.stream = resources, route, body, endpoint, stream
+        self.inbound, self.client_request_id, self.admitted = inbound, client_request_id, admitted
+
+    async def dispatch(
+        self, request_id: str, limits: Sequence[LimitCheck], timer: RequestTimer
+    ) -> tuple[EventReader, StreamEvent]:
+        if self.route.router is None:
+            return await self.attempt(self.route, request_id, limits)
+        return await dispatch_routed(
+            self.resources,
+            self.route,
+            request_id=request_id,
+            attempt=self.attempt,
+            limits=limits,
+            admitted=self.admitted,
+            chosen=timer.chose,
+        )
+
+    def job(self, target: Route, job_id: str, body: dict[str, Any]) -> InferenceJob:
+        if self.inbound is None:
+            payload, relay_usage_chunk = upstream_body(body, target, stream=self.stream)
+        else:  # no stream_options: the worker's translation asks for usage itself
+            payload, relay_usage_chunk = self.inbound.upstream_body(body, target), True
+        return InferenceJob(
+            request_id=job_id,
+            channel=self.resources.hub.channel,
+            upstream=target.upstream,
+            local=target.local,
+            endpoint=self.endpoint.value,
+            body=payload,
+            stream=self.stream,
+            relay_usage_chunk=relay_usage_chunk,
+            pickup_deadline=time.time() + self.resources.settings.queue_wait_limit,
+            client_request_id=self.client_request_id,
+        )
+
+    async def attempt(
+        self, target: Route, job_id: str, checks: Sequence[LimitCheck]
+    ) -> tuple[EventReader, StreamEvent]:
+        routed = self.route.router is not None
+        # A router's targets each get their own copy: ``job`` rewrites the body for its target.
+        job = self.job(target, job_id, copy.deepcopy(self.body) if routed else self.body)
+        keys = self.resources.keys
+        subject = f"model `{target.model}`" + (f" (a target of the router `{self.route.model}`)" if routed else "")
+        return await dispatch(
+            self.resources,
+            target=QueueTarget.local(keys, target.local.alias) if target.local else QueueTarget.remote(keys),
+            function=INFERENCE_FUNCTION,
+            payload=job.to_wire(),
+            request_id=job_id,
+            subject=subject,
+            limits=checks,
+            admitted=self.admitted,
         )
 
 
@@ -164,41 +252,24 @@ async def run_inference(
         raise
     access_log.note(model=route.model)
     stream = request.stream and endpoint in STREAMED_ENDPOINTS
-    if inbound is None:
-        payload, relay_usage_chunk = upstream_body(body, route, stream=stream)
-    else:  # no stream_options: the worker's translation asks for usage itself
-        payload, relay_usage_chunk = inbound.upstream_body(body, route), True
     wire = OPENAI_WIRE if inbound is None else inbound.wire()
-    job = InferenceJob(
-        request_id=request_id,
-        channel=resources.hub.channel,
-        upstream=route.upstream,
-        local=route.local,
-        endpoint=endpoint.value,
-        body=payload,
-        stream=stream,
-        relay_usage_chunk=relay_usage_chunk,
-        pickup_deadline=time.time() + resources.settings.queue_wait_limit,
-        client_request_id=client_request_id,
-    )
     limits = principal.limits.checks(resources.keys, datetime.now(UTC))  # none without limits: no cost
     admitted: list[LimitState] = []
     timer = RequestTimer(
         resources, principal, request_id=request_id, endpoint=endpoint, model=request.model, route=route, limits=limits
     )
-    target = QueueTarget.local(resources.keys, route.local.alias) if route.local else QueueTarget.remote(resources.keys)
-    dispatching = asyncio.ensure_future(
-        dispatch(
-            resources,
-            target=target,
-            function=INFERENCE_FUNCTION,
-            payload=job.to_wire(),
-            request_id=request_id,
-            subject=f"model `{request.model}`",
-            limits=limits,
-            admitted=admitted,
-        )
+
+    jobs = JobDispatch(
+        resources,
+        route,
+        body,
+        endpoint=endpoint,
+        stream=stream,
+        inbound=inbound,
+        client_request_id=client_request_id,
+        admitted=admitted,
     )
+    dispatching = asyncio.ensure_future(jobs.dispatch(request_id, limits, timer))
     # A stream waits for its first content only so long before its response starts (keep-alives); a plain
     # request waits for the whole answer.
     wait_s = resources.settings.sse_keepalive_interval if stream else None
@@ -222,11 +293,11 @@ async def run_inference(
     timer.first_content()
     relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish, wire=wire)
     if stream:
-        headers = SSE_HEADERS | worker_header(reader.worker_id) | state_headers(admitted)
+        headers = SSE_HEADERS | worker_header(reader.worker_id) | target_header(timer.target) | state_headers(admitted)
         body_iterator = _counted(resources, relay, inbound=inbound)
         return StreamingResponse(body_iterator, media_type="text/event-stream", headers=headers)
     response = _single_response(relay, first)
-    response.headers.update(worker_header(reader.worker_id) | state_headers(admitted))
+    response.headers.update(worker_header(reader.worker_id) | target_header(timer.target) | state_headers(admitted))
     if inbound is not None:
         await inbound.answered(first.data)
     return response
@@ -267,6 +338,10 @@ async def _disconnect(receive: Receive) -> None:
 def worker_header(worker_id: str | None) -> dict[str, str]:
     """Which worker served the request: for operators tracing a request, and for tests of routing."""
     return {WORKER_HEADER: worker_id} if worker_id else {}
+
+
+def target_header(target: str | None) -> dict[str, str]:
+    return {TARGET_HEADER: target} if target else {}
 
 
 def _single_response(relay: Relay, first: StreamEvent) -> Response:

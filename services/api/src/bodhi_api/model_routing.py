@@ -1,7 +1,8 @@
 """Resolving a requested model name to where it runs: one primary-key lookup in ``served_models``.
 
-A local alias named ``M`` and an API model serving ``M`` cannot both exist (the uniqueness rule), so the
-lookup needs no precedence: the row says which it is.
+A local alias named ``M``, an API model serving ``M`` and a router named ``M`` cannot coexist (the uniqueness
+rule), so the lookup needs no precedence: the row says which it is. A router's route names its targets, each
+resolved in turn when the request is routed (``model_routers.routed_dispatch``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from typing import Any
 
 import asyncpg
 
+from bodhi_api.model_routers.picking import RouterSpec
 from bodhi_shared.contract import LocalModel, Upstream
 from bodhi_shared.errors import ModelNotFound
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a request for ``model`` goes: an API model's provider (``upstream``) or a local alias (``local``)."""
+    """Where a request for ``model`` goes: an API model's provider (``upstream``), a local alias (``local``) or a
+    router's targets (``router``)."""
 
     model: str
     upstream_model: str
@@ -28,6 +31,7 @@ class Route:
     upstream: Upstream | None = None
     local: LocalModel | None = None
     request_params: dict[str, Any] = field(default_factory=dict)
+    router: RouterSpec | None = None
 
 
 class RouteCache:
@@ -67,13 +71,18 @@ async def resolve_model(db: asyncpg.Pool, name: str, *, cache: RouteCache | None
 async def _lookup(db: asyncpg.Pool, name: str) -> Route:
     row = await db.fetchrow(
         "SELECT s.upstream_model, a.id, a.name, a.base_url, a.sealed_key, a.api_format, a.extra_headers, l.alias,"
-        " l.path, l.context_params, l.request_params FROM served_models s"
-        " LEFT JOIN api_models a ON a.id = s.api_model_id LEFT JOIN local_aliases l ON l.alias = s.alias"
+        " l.path, l.context_params, l.request_params, r.model_id AS router, r.strategy, r.targets, r.cooldown_s"
+        " FROM served_models s LEFT JOIN api_models a ON a.id = s.api_model_id"
+        " LEFT JOIN local_aliases l ON l.alias = s.alias LEFT JOIN routers r ON r.model_id = s.router"
         " WHERE s.model_id = $1",
         name,
     )
     if row is None:
         raise ModelNotFound(await _not_found_message(db, name), param="model")
+    if row["router"] is not None:
+        targets, cooldown_s = tuple(row["targets"]), row["cooldown_s"]
+        router = RouterSpec(model_id=row["router"], strategy=row["strategy"], targets=targets, cooldown_s=cooldown_s)
+        return Route(model=name, upstream_model=name, router=router)
     if row["alias"] is not None:
         local = LocalModel(alias=row["alias"], path=row["path"], context_params=row["context_params"])
         return Route(model=name, upstream_model=name, local=local, request_params=row["request_params"])

@@ -1,4 +1,4 @@
-"""The one rule across API models and local aliases: every served model id is unique.
+"""The one rule across API models, local aliases and routers: every served model id is unique.
 
 ``served_models`` enforces it with its primary key; this module finds the clash first, so the client gets a
 409 that names the id and who already serves it instead of a constraint error.
@@ -26,27 +26,31 @@ async def refuse_clash(
     *,
     api_model_id: uuid.UUID | None = None,
     alias: str | None = None,
+    router: str | None = None,
     param: str = "models",
 ) -> None:
-    """409 if any of ``ids`` is served by something other than the API model or alias being saved."""
+    """409 if any of ``ids`` is served by something other than the API model, alias or router being saved."""
     clash = await conn.fetchrow(
-        "SELECT s.model_id, s.alias, a.id AS api_model_id, a.name FROM served_models s"
+        "SELECT s.model_id, s.alias, s.router, a.id AS api_model_id, a.name FROM served_models s"
         " LEFT JOIN api_models a ON a.id = s.api_model_id"
         " WHERE s.model_id = ANY($1::text[])"
         " AND (s.api_model_id IS NULL OR s.api_model_id IS DISTINCT FROM $2)"
         " AND (s.alias IS NULL OR s.alias IS DISTINCT FROM $3)"
+        " AND (s.router IS NULL OR s.router IS DISTINCT FROM $4)"
         " ORDER BY s.model_id LIMIT 1",
         ids,
         api_model_id,
         alias,
+        router,
     )
     if clash is None:
         return
-    owner = (
-        f"the local alias `{clash['alias']}`"
-        if clash["alias"] is not None
-        else f"API model `{clash['name']}` ({clash['api_model_id']})"
-    )
+    if clash["alias"] is not None:
+        owner = f"the local alias `{clash['alias']}`"
+    elif clash["router"] is not None:
+        owner = f"the router `{clash['router']}`"
+    else:
+        owner = f"API model `{clash['name']}` ({clash['api_model_id']})"
     raise Conflict(
         f"The model id `{clash['model_id']}` is already served by {owner}. "
         "Choose another name, or a prefix that makes the ids unique.",

@@ -22,8 +22,8 @@ MAX_TOKEN_COUNT = 2**31 - 1  # the token columns are INTEGER
 REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 _INSERT = (
     "INSERT INTO usage_records (created_at, request_id, user_id, token_id, endpoint, model, api_model_id,"
-    " prompt_tokens, completion_tokens, total_tokens, ttft_ms, duration_ms, status, http_status)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    " prompt_tokens, completion_tokens, total_tokens, ttft_ms, duration_ms, status, http_status, target)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 )
 
 
@@ -43,6 +43,7 @@ class UsageRecord:
     duration_ms: float
     status: str
     http_status: int
+    target: str | None = None  # a request to a router: the target (a served id) that answered; ``model`` the router
 
 
 def tokens_of(usage: dict[str, Any] | None) -> tuple[int | None, int | None, int | None]:

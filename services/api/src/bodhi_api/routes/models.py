@@ -16,16 +16,17 @@ router = APIRouter(tags=["models"])
 
 
 async def served_models(db: asyncpg.Pool) -> list[dict[str, Any]]:
-    """Local aliases first, then API models grouped by API model, ids alphabetical within each group."""
+    """Routers first, then local aliases, then API models grouped by API model, ids alphabetical within each."""
     rows = await db.fetch(
-        "SELECT s.model_id, s.alias, a.id, a.name, a.api_format, a.base_url FROM served_models s"
+        "SELECT s.model_id, s.alias, s.router, a.id, a.name, a.api_format, a.base_url FROM served_models s"
         " LEFT JOIN api_models a ON a.id = s.api_model_id"
-        " ORDER BY s.alias IS NULL, lower(a.name), a.created_at, a.id, lower(s.model_id), s.model_id"
+        " ORDER BY s.router IS NULL, s.alias IS NULL, lower(a.name), a.created_at, a.id, lower(s.model_id),"
+        " s.model_id"
     )
     return [
         {
             "id": r["model_id"],
-            "source": "local" if r["alias"] is not None else "api",
+            "source": "router" if r["router"] is not None else "local" if r["alias"] is not None else "api",
             "api_model_id": str(r["id"]) if r["id"] else None,
             "api_model_name": r["name"],
             "api_format": r["api_format"],
