@@ -1,11 +1,15 @@
-"""Bodhi's benchmark: the upstream directly vs. through the gateway vs. through the LiteLLM proxy.
+"""Bodhi's benchmark: the upstream directly vs. through the gateway (with and without a token's rate limits and
+budget) vs. through the LiteLLM proxy.
 
 Run from the repository root: ``uv run python bench/run.py [--quick]``. See bench/README.md.
 
 It installs ``litellm[proxy]`` into ``bench/.venv-litellm`` (once), starts a fast fake upstream
 (bench/fake_upstream.py), the gateway as users run it (``bodhi api`` + ``bodhi remote-worker`` on a fresh
-Postgres database and Redis prefix) and the LiteLLM proxy (one worker) on loopback, drives all three with
-bench/load.py, interleaved per concurrency level, then prints a Markdown table and writes bench/RESULTS.md.
+Postgres database and Redis prefix) and the LiteLLM proxy (one worker) on loopback, drives them with
+bench/load.py, interleaved per concurrency level, then prints a Markdown table and writes bench/RESULTS.md. The
+gateway is measured twice side by side: with an unlimited token (``gateway``) and with a token that has every
+limit configured (``limited``: RPM, TPM, a monthly budget and a model grant, none of them reached), which is what
+governance costs a request.
 Everything it starts is stopped and its database dropped at the end, also on errors and Ctrl-C.
 """
 
@@ -53,12 +57,22 @@ LITELLM_MASTER_KEY = "sk-litellm-bench-master"
 LONG_CHUNKS = 20_000
 MAX_RESTARTS = 2  # of the LiteLLM proxy, should it crash (1.108.7 segfaulted once under load here)
 CONCURRENCY = (1, 16, 64)
-TARGETS = ("direct", "gateway", "litellm")
+TARGETS = ("direct", "gateway", "limited", "litellm")
+LONG_TARGETS = ("direct", "gateway", "litellm")  # limits are checked once per request, not per chunk
+# The limited token's limits: configured (each request checks and charges them) but never reached.
+LIMITS = {
+    "rpm_limit": 2_000_000_000,
+    "tpm_limit": 2_000_000_000,
+    "budget_tokens": 10**15,
+    "budget_period": "month",
+    "allowed_models": ["bench-*"],
+}
 
 # Targets of the product issue.
 MAX_ADDED_TTFT_MS = 3.0
 MIN_RPS_RATIO = 5.0
 MIN_CHUNKS_PER_S = 20_000
+MAX_LIMITS_COST = 0.05  # limits configured: TTFT at c=1 and requests/s at c=16 within 5% of the unlimited token's
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,19 @@ def start_gateway(stack: contextlib.ExitStack, logs: Path, upstream: Target) -> 
         what="registering the API model",
     )
     return Target("gateway", api.url, api.token, children=(api.process, worker))
+
+
+def limited(gateway: Target) -> Target:
+    """The same gateway with a token whose limits (``LIMITS``) are all configured."""
+    created = httpx.post(
+        f"{gateway.url}/bodhi/v1/tokens",
+        json={"name": "bench limited", **LIMITS},
+        headers={"Authorization": f"Bearer {gateway.token}"},
+        timeout=30,
+    )
+    if created.status_code != 201:
+        raise RuntimeError(f"creating the limited token failed: {created.status_code} {created.text}")
+    return Target("limited", gateway.url, created.json()["token"], children=gateway.children)
 
 
 # ---------------------------------------------------------------- LiteLLM
@@ -331,7 +358,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure_long(targets: dict[str, Target], plan: Plan, notes: list[str]) -> dict[str, dict[str, Any]]:
     out = {}
-    for name in TARGETS:
+    for name in LONG_TARGETS:
         log(f"long stream {name:<8} {LONG_CHUNKS} chunks x {plan.long_repeat}")
         args = ["--long", str(LONG_CHUNKS), "--repeat", str(plan.long_repeat), "--timeout", "120"]
         out[name] = run_cell(targets, name, args, label="long stream", notes=notes, timeout=500)
@@ -379,7 +406,7 @@ def split_table(cells: dict[tuple[int, str], dict[str, Any]]) -> str:
 
 def long_table(long: dict[str, dict[str, Any]]) -> str:
     rows = ["| target | chunks/s (median) | runs (chunks/s) | errors |", "|---|---:|---|---:|"]
-    for name in TARGETS:
+    for name in LONG_TARGETS:
         runs = ", ".join(fmt(r["chunks_per_s"], 0) if "chunks_per_s" in r else "error" for r in long[name]["runs"])
         rows.append(f"| {name} | {fmt(long[name]['chunks_per_s'], 0)} | {runs} | {long[name]['errors']} |")
     return "\n".join(rows)
@@ -412,8 +439,26 @@ def verdicts(cells: dict[tuple[int, str], dict[str, Any]], long: dict[str, dict[
         f"- One long stream ({LONG_CHUNKS} chunks) through the gateway: {fmt(rate, 0)} chunks/s vs "
         f"{fmt(direct_rate, 0)} direct ({fmt(100 * ratio_of(rate, direct_rate), 1)}% of direct; "
         f"target >= {MIN_CHUNKS_PER_S} chunks/s): {met(rate >= MIN_CHUNKS_PER_S, long['gateway'])}.",
+        *limits_verdicts(cells, met),
         f"- Failed requests across the run: {errors}.",
         client_bound_note(cells),
+    ]
+
+
+def limits_verdicts(cells: dict[tuple[int, str], dict[str, Any]], met: Callable[..., str]) -> list[str]:
+    """What a token's limits cost: the limited token against the unlimited one, measured side by side."""
+    ttft, ttft_before = cells[1, "limited"]["ttft_p50_ms"], cells[1, "gateway"]["ttft_p50_ms"]
+    rps, rps_before = cells[16, "limited"]["rps"], cells[16, "gateway"]["rps"]
+    ttft_ratio, rps_ratio = ratio_of(ttft, ttft_before), ratio_of(rps, rps_before)
+    ttft_ok = ttft_ratio <= 1 + MAX_LIMITS_COST
+    rps_ok = rps_ratio >= 1 - MAX_LIMITS_COST
+    return [
+        f"- A token with every limit configured (RPM, TPM, budget, model grant), TTFT p50 at concurrency 1: "
+        f"{fmt(ttft)} ms vs {fmt(ttft_before)} ms unlimited = {fmt(ttft_ratio, 3)}x (target <= "
+        f"{1 + MAX_LIMITS_COST:g}x): {met(ttft_ok, cells[1, 'limited'], cells[1, 'gateway'])}.",
+        f"- The same, requests/s at concurrency 16: {fmt(rps, 0)} vs {fmt(rps_before, 0)} unlimited = "
+        f"{fmt(rps_ratio, 3)}x (target >= {1 - MAX_LIMITS_COST:g}x): "
+        f"{met(rps_ok, cells[16, 'limited'], cells[16, 'gateway'])}.",
     ]
 
 
@@ -449,9 +494,12 @@ def report(
             f"- Machine: {'; '.join(machine_now)} (before the run {this_run.load_before}; other work on the machine "
             "shows here)",
             f"- LiteLLM {litellm_version} (`litellm[proxy]`, one worker, master key, no database)",
-            "- Gateway: `bodhi api` + `bodhi remote-worker`, Postgres and Redis on loopback, `BODHI_LOG_LEVEL=WARNING`",
+            "- Gateway: `bodhi api` + `bodhi remote-worker`, Postgres and Redis on loopback, "
+            "`BODHI_LOG_LEVEL=WARNING`; "
+            "`limited` is the same gateway with a token that has an RPM, a TPM, a monthly budget and a model grant "
+            "(none reached), `gateway` with an unlimited token",
             "- Upstream: bench/fake_upstream.py, 16 chunks per response; load: bench/load.py, streaming requests, "
-            f"{requests}, in {plan.rounds} rounds per level (the three targets take turns within each round, the "
+            f"{requests}, in {plan.rounds} rounds per level (the targets take turns within each round, the "
             "order rotating; a warm-up before each), timings pooled over the rounds",
             "",
             "TTFT: until the first SSE event with content has arrived; total: until the whole response has. "
@@ -502,7 +550,7 @@ def run(quick: bool) -> int:
         log(f"gateway on {gateway.url}")
         litellm = start_litellm(stack, logs, upstream)
         log(f"litellm on {litellm.url}")
-        targets = {"direct": upstream, "gateway": gateway, "litellm": litellm}
+        targets = {"direct": upstream, "gateway": gateway, "limited": limited(gateway), "litellm": litellm}
         for target in targets.values():
             check_target(target)
         notes: list[str] = []

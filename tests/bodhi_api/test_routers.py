@@ -42,7 +42,9 @@ def make_router(manager: httpx.AsyncClient) -> Any:
     return make
 
 
-async def chat(client: httpx.AsyncClient, model: str, *, stream: bool = False, **headers: str) -> httpx.Response:
+async def chat(
+    client: httpx.AsyncClient, model: str, *, stream: bool = False, headers: dict[str, str] | None = None
+) -> httpx.Response:
     body = {"model": model, "messages": MESSAGES, "stream": stream}
     return await client.post("/v1/chat/completions", json=body, headers=headers)
 
@@ -235,9 +237,9 @@ async def test_the_callers_rate_limit_counts_a_routed_request_once_and_is_never_
     created = await client.post("/bodhi/v1/tokens", json={"name": new_name("limited"), "rpm_limit": 1})
     auth = {"Authorization": f"Bearer {created.json()['token']}"}
 
-    answer = await chat(client, router, **auth)
+    answer = await chat(client, router, headers=auth)
     assert answer.status_code == 200, answer.text  # two targets tried, one request counted
-    refused = await chat(client, router, **auth)
+    refused = await chat(client, router, headers=auth)
 
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
