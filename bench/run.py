@@ -61,8 +61,8 @@ TARGETS = ("direct", "gateway", "limited", "litellm")
 LONG_TARGETS = ("direct", "gateway", "litellm")  # limits are checked once per request, not per chunk
 # The limited token's limits: configured (each request checks and charges them) but never reached.
 LIMITS = {
-    "rpm_limit": 2_000_000_000,
-    "tpm_limit": 2_000_000_000,
+    "rpm_limit": 1_000_000_000,
+    "tpm_limit": 1_000_000_000,
     "budget_tokens": 10**15,
     "budget_period": "month",
     "allowed_models": ["bench-*"],

@@ -30,6 +30,7 @@ TOKEN_FIELDS = {
     *("id", "name", "scope", "status", "created_at", "updated_at", "last_used_at"),
     *("expires_at", "expired", "allowed_models"),
     *LIMIT_FIELDS,
+    "budget_spent",  # as listed: what a budget spent this period, null without one
 }
 
 
@@ -272,7 +273,8 @@ async def test_users_management_rules(http: httpx.AsyncClient, admin: dict[str, 
     listed = await http.get("/bodhi/v1/users", headers=manager)
     assert listed.status_code == 200, listed.text
     assert {u["id"] for u in listed.json()["data"]} >= {manager_id, other_admin_id, user_id}
-    assert all(set(u) == {"id", "username", "role", "allowed_models", *LIMIT_FIELDS} for u in listed.json()["data"])
+    fields = {"id", "username", "role", "allowed_models", *LIMIT_FIELDS, "budget_spent"}
+    assert all(set(u) == fields for u in listed.json()["data"])
 
     as_admin = {"username": f"would-be-admin-{uuid.uuid4().hex[:6]}", "password": PASSWORD, "role": "admin"}
     assert_error(await http.post("/bodhi/v1/users", headers=manager, json=as_admin), 403, "permission_error")

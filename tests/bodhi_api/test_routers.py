@@ -10,7 +10,10 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anthropic
+import asyncpg
 import httpx
+import openai
 import pytest
 
 from tests.bodhi_api.test_auth import login
@@ -314,3 +317,63 @@ async def test_a_target_removed_after_the_router_was_saved_is_skipped(
     assert (await client.delete(f"/bodhi/v1/models/api/{api_model_id}")).status_code == 204
 
     assert (await chat(client, router)).headers["x-bodhi-target"] == two
+
+
+async def test_the_other_api_formats_fall_back_too_and_usage_names_the_target(
+    gateway: Gateway,
+    register_upstream: RegisterUpstream,
+    make_router: Any,
+    fake_upstream: FakeUpstream,
+    db: asyncpg.Connection,
+) -> None:
+    first = await register_upstream(Script(status=500))
+    second = await register_upstream(Script(chunks=2, text="ok"))
+    router = await make_router([first, second], cooldown_s=0)
+
+    anthropic_sdk = anthropic.AsyncAnthropic(base_url=gateway.base_url, api_key=gateway.admin_token, max_retries=0)
+    openai_sdk = openai.AsyncOpenAI(base_url=f"{gateway.base_url}/v1", api_key=gateway.admin_token, max_retries=0)
+    try:
+        async with anthropic_sdk.messages.stream(
+            model=router, max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            message = await stream.get_final_message()
+        response = await openai_sdk.responses.create(model=router, input="hi")
+    finally:
+        await anthropic_sdk.close()
+        await openai_sdk.close()
+
+    assert [block.text for block in message.content if block.type == "text"] == ["ok0 ok1 "]
+    assert response.output_text == "ok0 ok1 "
+    assert len(fake_upstream.requests_for(first)) == len(fake_upstream.requests_for(second)) == 2
+    rows: list[asyncpg.Record] = []
+    for _ in range(50):  # usage is written off the request path, within a second or so
+        rows = await db.fetch("SELECT endpoint, target, status FROM usage_records WHERE model = $1", router)
+        if len(rows) == 2:
+            break
+        await asyncio.sleep(0.2)
+    assert sorted(tuple(r) for r in rows) == [("messages", second, "ok"), ("responses", second, "ok")]
+
+
+async def test_usage_per_router_target_priced_at_the_target_that_answered(
+    client: httpx.AsyncClient, register_upstream: RegisterUpstream, make_router: Any, manager: httpx.AsyncClient
+) -> None:
+    usage = {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
+    priced, free = await register_upstream(Script(usage=usage)), await register_upstream(Script(usage=usage))
+    router = await make_router([priced, free], strategy="round_robin")
+    price = {"input_per_million": 2, "output_per_million": 8}
+    assert (await manager.put(f"/bodhi/v1/prices/{priced}", json=price)).status_code == 200
+    refused = await manager.put(f"/bodhi/v1/prices/{router}", json=price)
+    assert refused.status_code == 400
+    assert "priced at the target" in refused.json()["error"]["message"]
+
+    for _ in range(4):
+        assert (await chat(client, router)).status_code == 200
+    report = await client.get("/bodhi/v1/usage", params={"group_by": "target", "model": router})
+
+    assert report.status_code == 200, report.text
+    rows = {row["key"]: row for row in report.json()["data"]}
+    assert set(rows) == {priced, free}
+    assert rows[priced]["requests"] == rows[free]["requests"] == 2
+    assert rows[priced]["cost"] == pytest.approx(2 * (1000 * 2 + 500 * 8) / 1_000_000)
+    assert rows[free]["cost"] is None
+    assert rows[free]["unpriced_requests"] == 2

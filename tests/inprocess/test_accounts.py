@@ -172,6 +172,7 @@ async def test_tokens_scope_listing_and_updates(bodhi: InProcessApp) -> None:
         *("id", "name", "scope", "status", "created_at", "updated_at", "last_used_at"),
         *("expires_at", "expired", "allowed_models"),
         *LIMIT_FIELDS,
+        "budget_spent",
     }
     assert (entry["id"], entry["scope"], entry["status"]) == (token_id, "user", "active")
     assert entry["last_used_at"] is not None
@@ -236,7 +237,8 @@ async def test_users_management_rules(bodhi: InProcessApp) -> None:
     listed = await manager.get("/bodhi/v1/users")
     assert listed.status_code == 200, listed.text
     assert {u["id"] for u in listed.json()["data"]} >= {str(manager_user.id), str(other_admin.id), str(target.id)}
-    assert all(set(u) == {"id", "username", "role", "allowed_models", *LIMIT_FIELDS} for u in listed.json()["data"])
+    fields = {"id", "username", "role", "allowed_models", *LIMIT_FIELDS, "budget_spent"}
+    assert all(set(u) == fields for u in listed.json()["data"])
 
     would_be = {"username": "would-be-admin", "password": PASSWORD, "role": "admin"}
     assert_error(await manager.post("/bodhi/v1/users", json=would_be), 403, "permission_error")

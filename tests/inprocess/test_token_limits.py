@@ -167,7 +167,9 @@ async def test_the_token_list_shows_expiry_last_use_and_models(bodhi: InProcessA
         "expired",
         "allowed_models",
         *LIMIT_FIELDS,
+        "budget_spent",  # null: no budget
     }
+    assert used["budget_spent"] is None
     assert used["last_used_at"] is not None
     assert (used["expires_at"], used["expired"], used["allowed_models"]) == (at.isoformat(), False, ["openai/*"])
     assert (unused["last_used_at"], unused["expires_at"], unused["allowed_models"]) == (None, None, None)

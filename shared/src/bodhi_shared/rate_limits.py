@@ -140,13 +140,17 @@ def parse_result(checks: Sequence[LimitCheck], result: Sequence[Any]) -> list[Li
     ]
 
 
+def period_start(period: BudgetPeriod, now: datetime) -> datetime:
+    """When the UTC day or month holding ``now`` began."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if period == "day" else day.replace(day=1)
+
+
 def period_bounds(period: BudgetPeriod, now: datetime) -> tuple[str, datetime]:
     """The tag of the UTC day or month holding ``now`` (``2026-12-01``, ``2026-12``) and when it ends."""
-    now = now.astimezone(UTC)
+    start = period_start(period, now)
     if period == "day":
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         return start.strftime("%Y-%m-%d"), start + timedelta(days=1)
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
     return start.strftime("%Y-%m"), end
 

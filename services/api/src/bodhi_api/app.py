@@ -25,6 +25,7 @@ from bodhi_api.routes import (
     messages,
     model_routers,
     models,
+    prices,
     responses,
     setup,
     tokens,
@@ -52,6 +53,7 @@ ROUTERS = tuple(
         responses,
         messages,
         usage,
+        prices,
     )
 )
 

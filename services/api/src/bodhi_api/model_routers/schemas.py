@@ -9,6 +9,7 @@ import asyncpg
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bodhi_api.local_aliases.schemas import ALIAS_PATTERN
+from bodhi_shared.clean_text import CleanLine
 
 Strategy = Literal["fallback", "round_robin", "least_busy"]
 MAX_TARGETS = 16
@@ -36,7 +37,7 @@ def _distinct(targets: list[str]) -> list[str]:
 
 
 Targets = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=512)]],
+    list[Annotated[CleanLine, Field(min_length=1, max_length=512)]],
     Field(
         min_length=1,
         max_length=MAX_TARGETS,

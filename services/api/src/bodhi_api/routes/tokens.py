@@ -13,12 +13,13 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, model_validator
 
 from bodhi_api.auth.grants import AllowedModels, normalise
-from bodhi_api.auth.limits import LIMIT_FIELDS, BudgetTokens, LimitsBody, PerMinute
+from bodhi_api.auth.limits import LIMIT_FIELDS, BudgetTokens, Limits, LimitsBody, PerMinute
 from bodhi_api.auth.principal import TokenManager
 from bodhi_api.auth.roles import TokenScope
 from bodhi_api.auth.token_expiry import ExpiresInDays, Timestamp, expiry
 from bodhi_api.auth.tokens import delete_token, issue_token, list_tokens, now_utc, public_token, update_token
 from bodhi_api.auth.users import parse_user_id
+from bodhi_api.budget_spend import spent_in_period
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound, PermissionDenied
 from bodhi_shared.clean_text import CleanLine
@@ -98,7 +99,15 @@ async def tokens_create(body: TokenCreate, principal: TokenManager, resources: R
 
 @router.get("/bodhi/v1/tokens")
 async def tokens_list(principal: TokenManager, resources: ResourcesDep) -> dict[str, list[dict[str, object]]]:
-    return {"data": [public_token(r) for r in await list_tokens(resources.db, user_id=principal.user.id)]}
+    """The caller's tokens; ``budget_spent``: for a token with a budget, what it spent in the current period
+    (tokens, and US dollars where its models have prices: ``budget_spend``), else null."""
+    rows = await list_tokens(resources.db, user_id=principal.user.id)
+    budgets = {r["id"]: period for r in rows if (period := Limits.from_row(r).budget_period) is not None}
+    await resources.usage.flush()  # include what this replica has not written yet
+    spent = await spent_in_period(
+        resources.db, subject="token_id", periods=budgets, now=now_utc(), owner=principal.user.id
+    )
+    return {"data": [public_token(r) | {"budget_spent": spent.get(r["id"])} for r in rows]}
 
 
 @router.put("/bodhi/v1/tokens/{token_id}")

@@ -4,6 +4,7 @@ own models are limited grants only within them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
@@ -24,6 +25,7 @@ from bodhi_api.auth.users import (
     set_allowed_models,
     set_limits,
 )
+from bodhi_api.budget_spend import spent_in_period
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound, PermissionDenied
 from bodhi_shared.clean_text import CleanLine, CleanText
@@ -77,7 +79,13 @@ async def _target(resources: ResourcesDep, actor: Principal, raw_id: str) -> Use
 
 @router.get("/bodhi/v1/users")
 async def users_list(actor: Manager, resources: ResourcesDep) -> dict[str, list[dict[str, object]]]:
-    return {"data": [u.managed() for u in await list_users(resources.db)]}
+    """Every user; ``budget_spent``: for a user with a budget, what they spent in its current period (all their
+    requests: ``budget_spend``), else null."""
+    users = await list_users(resources.db)
+    budgets = {u.id: u.limits.budget_period for u in users if u.limits.budget_period is not None}
+    await resources.usage.flush()  # include what this replica has not written yet
+    spent = await spent_in_period(resources.db, subject="user_id", periods=budgets, now=datetime.now(UTC))
+    return {"data": [u.managed() | {"budget_spent": spent.get(u.id)} for u in users]}
 
 
 @router.post("/bodhi/v1/users", status_code=201)

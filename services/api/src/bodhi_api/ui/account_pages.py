@@ -46,4 +46,7 @@ async def users(page: ManagerPage) -> Response:
 async def usage(page: SignedInPage) -> Response:
     assert page.user is not None
     everyone = page.user.role.at_least(Role.MANAGER)  # the API shows managers everyone's usage, others their own
-    return page.render("usage.html", kind="usage", title="Usage", vendor=("chart",), everyone=everyone)
+    # Managers and admins set prices (PUT /bodhi/v1/prices/{model_id}); the API checks it itself.
+    return page.render(
+        "usage.html", kind="usage", title="Usage", vendor=("chart",), everyone=everyone, may_price=everyone
+    )

@@ -1,12 +1,14 @@
 // The tokens page: the signed-in user's API tokens (GET/POST /bodhi/v1/tokens, PUT and DELETE /tokens/{id}).
 // A new token is shown once, with a Copy button; the list never holds the tokens themselves. A token may expire
 // (`expires_in_days`), be limited to some models (`allowed_models`, patterns with `*`) and have rate limits
-// (`rpm_limit`, `tpm_limit`) and a budget (`budget_tokens` per `budget_period`, shown; set with the API or CLI).
+// (`rpm_limit`, `tpm_limit`) and a budget (`budget_tokens` per UTC `budget_period`), shown with what it spent in
+// the current period (`budget_spent`: tokens, and US dollars where its models have prices).
 import { del, get, post, put } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, ROLE_LABELS } from "./layout.js";
+import { budgetCell } from "./money.js";
 
 const form = document.getElementById("token-form");
 const rows = document.querySelector("#tokens-table tbody");
@@ -33,9 +35,9 @@ function limits(token) {
   const parts = [];
   if (token.rpm_limit !== null) parts.push(`${token.rpm_limit} requests/min`);
   if (token.tpm_limit !== null) parts.push(`${token.tpm_limit} tokens/min`);
-  if (token.budget_tokens !== null) parts.push(`${token.budget_tokens} tokens/${token.budget_period}`);
-  if (parts.length === 0) return h("span", { class: "muted" }, "None");
-  return h("span", { class: "token-limits" }, parts.join(", "));
+  const budget = token.budget_tokens === null ? null : budgetCell(token, `Budget of ${token.name}`);
+  if (parts.length === 0 && budget === null) return h("span", { class: "muted" }, "None");
+  return h("div", { class: "token-limits" }, parts.length > 0 ? h("span", {}, parts.join(", ")) : null, budget);
 }
 
 function statusBadge(token) {
@@ -142,7 +144,8 @@ form.addEventListener("submit", async (event) => {
     if (value("expires_in_days")) body.expires_in_days = Number(value("expires_in_days"));
     const patterns = value("allowed_models").split(",").map((id) => id.trim()).filter(Boolean);
     if (patterns.length > 0) body.allowed_models = patterns;
-    for (const field of ["rpm_limit", "tpm_limit"]) if (value(field)) body[field] = Number(value(field));
+    for (const field of ["rpm_limit", "tpm_limit", "budget_tokens"]) if (value(field)) body[field] = Number(value(field));
+    if (value("budget_tokens")) body.budget_period = value("budget_period");
     const created = await post("/bodhi/v1/tokens", body);
     form.reset();
     tokenValue.value = created.token;

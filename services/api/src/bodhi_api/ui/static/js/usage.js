@@ -1,14 +1,17 @@
-// The usage page: GET /bodhi/v1/usage grouped by model, user or API model over a period of days, as a table
-// and as a uPlot bar chart of the total tokens per group (the table is the chart's text alternative).
+// The usage page: GET /bodhi/v1/usage grouped by model, user, API model or token over a period of days, as a
+// table (with the cost in US dollars at the models' prices, and what no price covers) and as a uPlot bar chart of
+// the total tokens per group (the table is the chart's text alternative). The prices are prices.js's.
 import { get } from "./api.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, roleAtLeast, whoami } from "./layout.js";
+import { costText } from "./money.js";
 
 const GROUPS = {
   model: { name: "model", title: "Model", none: "(no model)" },
   user: { name: "user", title: "User", none: "(deleted user)" },
   api_model: { name: "API model", title: "API model", none: "Local models" },
+  token: { name: "token", title: "Token", none: "(signed-in sessions)" },
 };
 const DAY_MS = 24 * 60 * 60 * 1000;
 const LABEL_CHARS = 18; // a bar's label is cut to this, or to what fits its slot, up to MAX_LABEL_CHARS
@@ -82,11 +85,12 @@ function tableRow([first, ...rest]) {
 
 function showTable(rows, groupBy, nameOf) {
   const cells = (row) => [
-    row.key === null ? GROUPS[groupBy].none : (nameOf[row.key] ?? row.key),
+    row.key === null ? GROUPS[groupBy].none : (nameOf[row.key] ?? row.name ?? row.key),
     numberFormat.format(row.requests),
     numberFormat.format(row.prompt_tokens),
     numberFormat.format(row.completion_tokens),
     numberFormat.format(row.total_tokens),
+    costText(row),
     milliseconds(row.avg_ttft_ms),
     milliseconds(row.avg_duration_ms),
     numberFormat.format(row.failed),
@@ -94,7 +98,9 @@ function showTable(rows, groupBy, nameOf) {
   table.tBodies[0].replaceChildren(...rows.map((row) => tableRow(cells(row))));
   const sum = (field) => rows.reduce((total, row) => total + Number(row[field]), 0);
   const totals = ["All", ...["requests", "prompt_tokens", "completion_tokens", "total_tokens"].map((f) => numberFormat.format(sum(f)))];
-  table.tFoot.replaceChildren(rows.length > 1 ? tableRow([...totals, "", "", numberFormat.format(sum("failed"))]) : "");
+  const anyPriced = rows.some((row) => row.cost !== null);
+  const cost = costText({ cost: anyPriced ? sum("cost") : null, unpriced_tokens: sum("unpriced_tokens") });
+  table.tFoot.replaceChildren(rows.length > 1 ? tableRow([...totals, cost, "", "", numberFormat.format(sum("failed"))]) : "");
   return rows.map((row) => ({ label: cells(row)[0], total: Number(row.total_tokens) }));
 }
 

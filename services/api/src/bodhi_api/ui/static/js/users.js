@@ -1,11 +1,13 @@
-// The users page (managers and admins): list, add, change a role or the models a user may use, delete
-// (GET/POST /bodhi/v1/users, PUT /users/{id}/role, PUT /users/{id}/models, DELETE /users/{id}). The API decides who
-// may do what; its refusals are shown as they come.
+// The users page (managers and admins): list, add, change a role, the models a user may use or their limits,
+// delete (GET/POST /bodhi/v1/users, PUT /users/{id}/role, /users/{id}/models, /users/{id}/limits, DELETE
+// /users/{id}). A budget is shown with what it spent this period (`budget_spent`). The API decides who may do what;
+// its refusals are shown as they come.
 import { del, get, post, put } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, ROLE_LABELS, roleAtLeast } from "./layout.js";
+import { budgetCell } from "./money.js";
 
 const form = document.getElementById("user-form");
 const table = document.getElementById("users-table");
@@ -79,6 +81,78 @@ async function changeModels(user, input) {
   }
 }
 
+// The limits as the cell shows them: "30 requests/min, 5000 tokens/min", the budget and what it spent, or "None".
+function limitsText(user) {
+  const parts = [];
+  if (user.rpm_limit !== null) parts.push(`${user.rpm_limit} requests/min`);
+  if (user.tpm_limit !== null) parts.push(`${user.tpm_limit} tokens/min`);
+  const budget = user.budget_tokens === null ? null : budgetCell(user, `Budget of ${user.username}`);
+  if (parts.length === 0 && budget === null) return h("span", { class: "muted" }, "None");
+  return [parts.length > 0 ? h("span", {}, parts.join(", ")) : null, budget];
+}
+
+const LIMIT_INPUTS = [
+  ["rpm_limit", "Requests per minute"],
+  ["tpm_limit", "Tokens per minute"],
+  ["budget_tokens", "Budget in tokens"],
+];
+
+// The user's limits as a small form in a disclosure: each field empty for no limit.
+function limitsEditor(user) {
+  const field = (label, control) => h("div", { class: "field" }, h("label", { for: control.id }, label), control);
+  const inputs = LIMIT_INPUTS.map(([name, label]) =>
+    field(
+      label,
+      h("input", {
+        id: `${name}-${user.id}`,
+        name,
+        type: "number",
+        min: "1",
+        step: "1",
+        inputmode: "numeric",
+        placeholder: "No limit",
+        value: user[name] ?? "",
+      }),
+    ),
+  );
+  const period = h(
+    "select",
+    { id: `budget_period-${user.id}`, name: "budget_period" },
+    ["day", "month"].map((value) =>
+      h("option", { value, selected: (user.budget_period ?? "month") === value }, value === "day" ? "Per day (UTC)" : "Per month (UTC)"),
+    ),
+  );
+  const form = h(
+    "form",
+    { class: "limits-form", novalidate: true, on: { submit: (event) => changeLimits(event, user, form) } },
+    inputs,
+    field("Budget period", period),
+    h("button", { type: "submit", class: "button button-small" }, "Save limits", h("span", { class: "visually-hidden" }, ` of ${user.username}`)),
+  );
+  return h(
+    "details",
+    { class: "limits-edit" },
+    h("summary", {}, "Edit limits", h("span", { class: "visually-hidden" }, ` of ${user.username}`)),
+    form,
+  );
+}
+
+async function changeLimits(event, user, form) {
+  event.preventDefault();
+  alertBox.hidden = true;
+  const value = (name) => form.elements.namedItem(name).value.trim();
+  const body = {};
+  for (const [name] of LIMIT_INPUTS) body[name] = value(name) ? Number(value(name)) : null;
+  body.budget_period = body.budget_tokens === null ? null : value("budget_period");
+  try {
+    await put(`/bodhi/v1/users/${encodeURIComponent(user.id)}/limits`, body);
+    await load();
+    status.textContent = `Saved the limits of ${user.username}.`;
+  } catch (error) {
+    showAlert(error);
+  }
+}
+
 async function remove(user) {
   const sure = await confirmAction({
     title: `Delete the user ${user.username}?`,
@@ -98,11 +172,14 @@ async function remove(user) {
 
 function cells(user) {
   const badge = h("span", { class: "badge" }, ROLE_LABELS[user.role] ?? user.role);
+  const limits = (...more) => h("td", {}, h("div", { class: "limits-cell" }, limitsText(user), ...more));
   if (user.id === myId) {
-    return [h("td", {}, badge, " ", h("span", { class: "muted" }, "(you)")), h("td", {}, modelsList(user)), h("td", {})];
+    const you = h("td", {}, badge, " ", h("span", { class: "muted" }, "(you)"));
+    return [you, h("td", {}, modelsList(user)), limits(), h("td", {})];
   }
   if (!roleAtLeast(myRole, user.role)) {
-    return [h("td", {}, badge), h("td", {}, modelsList(user)), h("td", { class: "muted row-note" }, "Above your role")];
+    const note = h("td", { class: "muted row-note" }, "Above your role");
+    return [h("td", {}, badge), h("td", {}, modelsList(user)), limits(), note];
   }
   const [label, select] = roleSelect(user);
   const [modelsLabel, modelsInput] = modelsField(user);
@@ -128,6 +205,7 @@ function cells(user) {
   return [
     h("td", {}, h("div", { class: "role-cell" }, label, select)),
     h("td", {}, modelsLabel, modelsInput),
+    limits(limitsEditor(user)),
     h("td", {}, h("div", { class: "row-buttons" }, change, saveModels, remover)),
   ];
 }
