@@ -259,6 +259,9 @@ async def test_a_router_id_is_unique_among_served_ids_and_its_targets_must_be_se
     taken = await manager.post(ROUTERS, json={"model_id": model, "targets": [model]})
     assert taken.status_code == 409
     assert f"`{model}` is already served by API model" in taken.json()["error"]["message"]
+    again = await manager.post(ROUTERS, json={"model_id": router, "targets": [model]})
+    assert again.status_code == 409
+    assert f"already served by the router `{router}`" in again.json()["error"]["message"]
     clash = await client.post(
         "/bodhi/v1/models/api",
         json={"name": new_name("clash"), "base_url": "https://api.example.com/v1", "api_key": "k", "models": [router]},

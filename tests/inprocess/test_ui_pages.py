@@ -20,6 +20,8 @@ PAGES = {
     "/ui/models/api/edit/?id=abc": Role.POWER_USER,
     "/ui/models/alias/new/": Role.POWER_USER,
     "/ui/models/alias/edit/?alias=tiny": Role.POWER_USER,
+    "/ui/models/router/new/": Role.MANAGER,
+    "/ui/models/router/edit/?id=r": Role.MANAGER,
     "/ui/chat/": Role.USER,
     "/ui/tokens/": Role.USER,
     "/ui/usage/": Role.USER,

@@ -22,7 +22,7 @@ from tests.ui.test_templates import html, page_for_user, user
 API = "/bodhi/v1/models/api"
 PAGES = ("/ui/models/", "/ui/models/api/new/", "/ui/models/api/edit/?id=x", "/ui/models/alias/new/")
 TEMPLATES: dict[str, dict[str, Any]] = {
-    "models.html": {"may_create": True},
+    "models.html": {"may_create": True, "may_route": True},
     "models_api_form.html": {"api_model_id": "0b6c3c9e-0000-4000-8000-000000000000"},
     "models_alias_form.html": {"alias": "owner/repo:Q8_0"},
 }

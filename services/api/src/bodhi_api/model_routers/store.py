@@ -31,7 +31,7 @@ async def save_router(db: asyncpg.Pool, model_id: str, fields: RouterUpdate, *, 
     async with db.acquire() as conn, conn.transaction():
         await lock_served_ids(conn)
         if create:
-            await refuse_clash(conn, [model_id], router=model_id, param="model_id")
+            await refuse_clash(conn, [model_id], param="model_id")
         await _check_targets(conn, model_id, fields.targets)
         values = (model_id, fields.strategy, fields.targets, fields.cooldown_s)
         if create:

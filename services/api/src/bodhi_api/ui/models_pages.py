@@ -1,7 +1,9 @@
-"""The models pages: the unified table (`/ui/models/`), the API-model form (new, edit) and the local-alias form.
+"""The models pages: the unified table (`/ui/models/`), the API-model form (new, edit), the local-alias form and
+the router form.
 
-Each is a shell whose module (`static/js/models*.js`) calls `/bodhi/v1/models/...`; the API checks every role
-again. The forms are for power users and above (lower roles see a page saying so); the table is for everyone.
+Each is a shell whose module (`static/js/models*.js`) calls `/bodhi/v1/models/...` (and `/bodhi/v1/routers`); the
+API checks every role again. The API-model and alias forms are for power users and above, the router form for
+managers and above (lower roles see a page saying so); the table is for everyone.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 
 from bodhi_api.auth.roles import Role
-from bodhi_api.ui.pages import Page, SignedInPage, page_for
+from bodhi_api.ui.pages import ManagerPage, Page, SignedInPage, page_for
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,7 +25,11 @@ PowerUserPage = Annotated[Page, page_for(Role.POWER_USER)]
 async def models_list(page: SignedInPage) -> Response:
     assert page.user is not None
     return page.render(
-        "models.html", kind="models", title="Models", may_create=page.user.role.at_least(Role.POWER_USER)
+        "models.html",
+        kind="models",
+        title="Models",
+        may_create=page.user.role.at_least(Role.POWER_USER),
+        may_route=page.user.role.at_least(Role.MANAGER),
     )
 
 
@@ -49,3 +55,15 @@ async def alias_edit(page: PowerUserPage, alias: str = "") -> Response:
     if not alias:
         return RedirectResponse("/ui/models/alias/new/", status_code=303)
     return page.render("models_alias_form.html", kind="models", title="Edit local alias", alias=alias)
+
+
+@router.get("/ui/models/router/new/")
+async def router_new(page: ManagerPage) -> Response:
+    return page.render("models_router_form.html", kind="models", title="New router", model_id="")
+
+
+@router.get("/ui/models/router/edit/")
+async def router_edit(page: ManagerPage, model_id: Annotated[str, Query(alias="id")] = "") -> Response:
+    if not model_id:
+        return RedirectResponse("/ui/models/router/new/", status_code=303)
+    return page.render("models_router_form.html", kind="models", title="Edit router", model_id=model_id)

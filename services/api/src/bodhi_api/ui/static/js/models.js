@@ -1,11 +1,13 @@
-// The models page: local aliases and API models in one table (GET /bodhi/v1/models/alias and /models/api),
-// each API model's first three served ids as links into chat, Edit and Delete where the API says the user may.
+// The models page: routers, local aliases and API models in one table (GET /bodhi/v1/routers,
+// /bodhi/v1/models/alias and /models/api), each API model's first three served ids as links into chat, Edit and
+// Delete where the API says the user may (routers: managers and above).
 import { del, get } from "./api.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, roleAtLeast, whoami } from "./layout.js";
 
 const FORMAT_LABELS = { openai: "OpenAI", "openai-responses": "OpenAI Responses", anthropic: "Anthropic" };
+const STRATEGY_LABELS = { fallback: "Fallback", round_robin: "Round robin", least_busy: "Least busy" };
 const TOP_MODELS = 3;
 
 const rows = document.getElementById("models-rows");
@@ -18,6 +20,7 @@ const dialogForm = dialog.querySelector("form");
 const chatUrl = (modelId) => `/ui/chat/?model=${encodeURIComponent(modelId)}`;
 // An alias may hold `/` and `:`; the API's route takes the rest of the path, so each segment is encoded.
 const aliasPath = (alias) => `/bodhi/v1/models/alias/${alias.split("/").map(encodeURIComponent).join("/")}`;
+const routerPath = (id) => `/bodhi/v1/routers/${id.split("/").map(encodeURIComponent).join("/")}`;
 
 function chatLinks(ids) {
   const shown = ids.slice(0, TOP_MODELS);
@@ -40,14 +43,15 @@ function actions({ name, editHref, onDelete }) {
   );
 }
 
-function row({ name, detail, badge, format, location, links, action, search }) {
+// `location` is text (shown as code) or an element; routers name their columns' cells for what they hold.
+function row({ name, detail, badge, format, location, links, action, search, labels = ["API format", "Base URL or file"] }) {
   return h(
     "tr",
     { dataset: { search: search.join(" ").toLowerCase() } },
     h("th", { scope: "row" }, h("span", { class: "model-name" }, name), detail ? h("span", { class: "hint model-detail" }, detail) : null),
     h("td", { dataset: { label: "Source" } }, badge),
-    h("td", { dataset: { label: "API format" } }, format),
-    h("td", { class: "model-location", dataset: { label: "Base URL or file" } }, h("code", {}, location)),
+    h("td", { dataset: { label: labels[0] } }, format),
+    h("td", { class: "model-location", dataset: { label: labels[1] } }, typeof location === "string" ? h("code", {}, location) : location),
     h("td", { dataset: { label: "Chat with" } }, links),
     h("td", { dataset: { label: "Actions" } }, action),
   );
@@ -93,6 +97,46 @@ function aliasRow(alias, mayEdit) {
   });
 }
 
+// A router's targets in the order it tries them, each marked when it is cooling down (from `cooling_down`).
+function routerTargets(router) {
+  return h(
+    "ol",
+    { class: "router-targets" },
+    router.targets.map((target) => {
+      const left = router.cooling_down?.[target];
+      return h(
+        "li",
+        {},
+        h("code", {}, target),
+        left === undefined ? null : h("span", { class: "badge badge-cooling" }, `cooling down, ${Math.ceil(left)} s`),
+      );
+    }),
+  );
+}
+
+function routerRow(router, mayEdit) {
+  const strategy = STRATEGY_LABELS[router.strategy] ?? router.strategy;
+  const cooling = Object.keys(router.cooling_down ?? {}).length;
+  return row({
+    name: router.model_id,
+    detail: `${router.targets.length} ${router.targets.length === 1 ? "target" : "targets"}, cool-down ${router.cooldown_s} s` +
+      (cooling ? `, ${cooling} cooling down` : ""),
+    badge: h("span", { class: "badge badge-router" }, "⇄ Router"),
+    format: strategy,
+    location: routerTargets(router),
+    labels: ["Strategy", "Targets, in order"],
+    links: chatLinks([router.model_id]),
+    action: mayEdit
+      ? actions({
+          name: router.model_id,
+          editHref: `/ui/models/router/edit/?id=${encodeURIComponent(router.model_id)}`,
+          onDelete: () => confirmDelete({ kind: "router", name: router.model_id, path: routerPath(router.model_id) }),
+        })
+      : null,
+    search: [router.model_id, "router", router.strategy, strategy, ...router.targets],
+  });
+}
+
 function applyFilter() {
   const query = filter.value.trim().toLowerCase();
   let shown = 0;
@@ -108,13 +152,19 @@ function applyFilter() {
 
 async function load() {
   try {
-    const [user, aliases, apiModels] = await Promise.all([
+    const [user, routers, aliases, apiModels] = await Promise.all([
       whoami(),
+      get("/bodhi/v1/routers"),
       get("/bodhi/v1/models/alias"),
       get("/bodhi/v1/models/api"),
     ]);
     const mayEditAliases = roleAtLeast(user.role, "power_user");
-    rows.replaceChildren(...aliases.data.map((a) => aliasRow(a, mayEditAliases)), ...apiModels.data.map(apiModelRow));
+    const mayEditRouters = roleAtLeast(user.role, "manager");
+    rows.replaceChildren(
+      ...routers.data.map((r) => routerRow(r, mayEditRouters)),
+      ...aliases.data.map((a) => aliasRow(a, mayEditAliases)),
+      ...apiModels.data.map(apiModelRow),
+    );
     applyFilter();
   } catch (error) {
     if (handleSessionEnded(error)) return;
@@ -122,12 +172,15 @@ async function load() {
   }
 }
 
+const DELETE_TEXTS = {
+  "API model": "Its stored API key is deleted too, and its models stop being served at once. This cannot be undone.",
+  "local alias": "Its name stops being served at once; the GGUF file itself is not deleted.",
+  router: "Its model id stops being served at once; its targets are still served under their own ids.",
+};
+
 function confirmDelete(target) {
   dialog.querySelector("#delete-title").textContent = `Delete the ${target.kind} ${target.name}?`;
-  dialog.querySelector("#delete-text").textContent =
-    target.kind === "API model"
-      ? "Its stored API key is deleted too, and its models stop being served at once. This cannot be undone."
-      : "Its name stops being served at once; the GGUF file itself is not deleted.";
+  dialog.querySelector("#delete-text").textContent = DELETE_TEXTS[target.kind];
   dialog.returnValue = "";
   dialog.onclose = () => {
     if (dialog.returnValue === "delete") remove(target);
