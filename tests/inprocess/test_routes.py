@@ -103,6 +103,9 @@ async def test_usage_sums_per_group_and_shows_users_their_own(bodhi: InProcessAp
     assert assert_error(bad, 400, "invalid_request_error")["param"].endswith("group_by")
     bad_date = await user.client.get("/bodhi/v1/usage", params={"since": "yesterday"})
     assert assert_error(bad_date, 400, "invalid_request_error")["param"].endswith("since")
+    for number in ("0.5", "1764547200"):  # a Unix time is not the RFC 3339 the document says
+        unix = await user.client.get("/bodhi/v1/usage", params={"until": number})
+        assert "RFC 3339" in assert_error(unix, 400, "invalid_request_error")["message"]
     assert_error(await bodhi.client().get("/bodhi/v1/usage"), 401, "authentication_error")
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BeforeValidator
 from starlette.responses import Response
 
 from bodhi_api.auth.principal import AnyUser, authenticate
@@ -19,6 +20,16 @@ from bodhi_api.prices import COST, CURRENCY, PRICED, UNPRICED_REQUESTS, UNPRICED
 from bodhi_shared.clean_text import CleanLine
 
 router = APIRouter(tags=["usage"])
+
+
+def _not_a_number(value: Any) -> Any:
+    """pydantic reads a number as a Unix time; the document says RFC 3339, so a number is refused."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be a date and time in RFC 3339 (like 2026-12-01T00:00:00Z), not a number")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +80,8 @@ async def usage_summary(
     resources: ResourcesDep,
     *,
     group_by: GroupBy = "model",
-    since: datetime | None = Query(default=None),  # noqa: B008
-    until: datetime | None = Query(default=None),  # noqa: B008
+    since: Moment | None = Query(default=None),  # noqa: B008
+    until: Moment | None = Query(default=None),  # noqa: B008
     model: CleanLine | None = Query(  # noqa: B008
         default=None,
         description="Only the requests for this model id (a router's, with `group_by=target`: per target).",
