@@ -5,33 +5,16 @@ Anthropic's shape (``error_handlers.ERROR_SHAPES``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from bodhi_api.auth.principal import AnyUser
-from bodhi_api.deps import ClientRequestIdDep, RequestIdDep, ResourcesDep
 from bodhi_api.inbound_formats import MessagesRequest
-from bodhi_api.inference import run_inference
+from bodhi_api.routes.inference import Call
 from bodhi_shared.contract import Endpoint
 
 router = APIRouter(tags=["inference"])
 
 
 @router.post("/v1/messages", response_model=None)
-async def create_message(
-    request: Request,
-    principal: AnyUser,
-    resources: ResourcesDep,
-    request_id: RequestIdDep,
-    client_request_id: ClientRequestIdDep,
-) -> Response:
-    return await run_inference(
-        resources,
-        principal,
-        endpoint=Endpoint.MESSAGES,
-        raw_body=await request.body(),
-        request_id=request_id,
-        client_request_id=client_request_id,
-        receive=request.receive,
-        inbound=MessagesRequest(resources, principal, request_id=request_id, state=request.scope["state"]),
-    )
+async def create_message(call: Call) -> Response:
+    return await call.run(Endpoint.MESSAGES, MessagesRequest)

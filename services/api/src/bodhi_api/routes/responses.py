@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
 from bodhi_api.auth.principal import AnyUser
-from bodhi_api.deps import ClientRequestIdDep, RequestIdDep, ResourcesDep
+from bodhi_api.deps import ResourcesDep
 from bodhi_api.http_errors import NotFound
 from bodhi_api.inbound_formats import ResponsesRequest
-from bodhi_api.inference import run_inference
 from bodhi_api.responses_store import delete_response, find_response
+from bodhi_api.routes.inference import Call
 from bodhi_shared.api_formats.sse import to_json
 from bodhi_shared.contract import Endpoint
 
@@ -24,23 +24,8 @@ ResponseId = Annotated[str, Path(description="A response's `id` (`resp_...`).")]
 
 
 @router.post("/v1/responses", response_model=None)
-async def create_response(
-    request: Request,
-    principal: AnyUser,
-    resources: ResourcesDep,
-    request_id: RequestIdDep,
-    client_request_id: ClientRequestIdDep,
-) -> Response:
-    return await run_inference(
-        resources,
-        principal,
-        endpoint=Endpoint.RESPONSES,
-        raw_body=await request.body(),
-        request_id=request_id,
-        client_request_id=client_request_id,
-        receive=request.receive,
-        inbound=ResponsesRequest(resources, principal, request_id=request_id, state=request.scope["state"]),
-    )
+async def create_response(call: Call) -> Response:
+    return await call.run(Endpoint.RESPONSES, ResponsesRequest)
 
 
 def _not_found(response_id: str) -> NotFound:
