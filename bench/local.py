@@ -15,7 +15,6 @@ is stopped and its database dropped at the end, also on errors and Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import itertools
 import json
@@ -28,33 +27,40 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 if __package__:  # imported as `bench.local` (deploy/gpu_check.py imports write_bench_gguf): bench/ is not on sys.path
-    from bench import common
+    from bench import common, local_batching
+    from bench.local_gateway import Gateway, concurrent, redis_cpu_seconds
+    from bench.local_machine import Watch
+    from bench.local_model import (
+        MODEL_PATH,
+        N_EMBD,
+        N_FF,
+        N_HEAD,
+        N_LAYER,
+        ensure_model,
+        write_bench_gguf,
+    )
+    from bench.local_streams import SEED, Stream, chat_body, stream_http, stream_in_process
 else:  # run as a script: bench/ is the script directory
     import common  # puts the repository root on sys.path, for `tests.support`
+    import local_batching
+    from local_gateway import Gateway, concurrent, redis_cpu_seconds
+    from local_machine import Watch
+    from local_model import MODEL_PATH, N_EMBD, N_FF, N_HEAD, N_LAYER, ensure_model, write_bench_gguf
+    from local_streams import SEED, Stream, chat_body, stream_http, stream_in_process
 from tests.support import tiny_gguf
 from tests.support.llama_server import llama_server_command
 
-T = TypeVar("T")
+__all__ = ["write_bench_gguf"]  # deploy/gpu_check.py's import
 log = common.logger("local-bench")
 fmt = common.fmt
-CACHE = common.BENCH / ".cache"
-
-# The model: llama architecture, byte vocabulary (259 tokens), F16 matrices, ~99.5M parameters.
-N_EMBD, N_LAYER, N_HEAD, N_FF = 768, 12, 12, 2560
-HEAD_DIM = N_EMBD // N_HEAD
-MODEL_PATH = CACHE / f"bench-llama-{N_EMBD}x{N_LAYER}-ff{N_FF}-f16.gguf"
-MODEL_SEED = 0
-# The only tokens the model can ever pick: printable ASCII without "<" (see write_bench_gguf).
-EMITTABLE = [byte for byte in range(0x20, 0x7F) if byte != ord("<")]
 
 N_CTX = 512
 N_THREADS = 2
-SEED = 1234
 ALIAS = "bench-local"  # n_threads 2
 ALIAS_ONE_THREAD = "bench-local-t1"  # n_threads 1, one worker
 ALIAS_TWO_WORKERS = "bench-local-t1x2"  # n_threads 1, two workers
@@ -65,11 +71,6 @@ MAX_TOKENS_FULL = 128
 # Targets of the product issue.
 MIN_TPS_RATIO = 0.95  # the gateway within 5% of direct tokens/s, one stream
 MIN_SCALING = 1.7  # two workers vs. one, eight concurrent requests
-
-PROMPT = (
-    "You are a benchmark. Write a long story about a lighthouse keeper who counts the waves every night, "
-    "and about the ships that pass, one by one, until the morning comes."
-)
 
 DIRECT, ENGINE, GATEWAY, SERVER = "direct", "direct, worker's engine", "gateway", "llama_cpp.server"
 TARGETS = (DIRECT, ENGINE, GATEWAY, SERVER)
@@ -88,255 +89,16 @@ class Plan:
         )
 
 
-# ---------------------------------------------------------------- the model
-
-
-def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
-    """Write the benchmark model (tests/support/tiny_gguf.py, larger and in F16); return its parameter count.
-
-    The output matrix has zero rows for every token but ``EMITTABLE``: those logits are 0 while the others are
-    random, so greedy decoding never picks end-of-generation, a control token or half of a UTF-8 character, and
-    never "<" (the start of the chat format's stop string "</s>", which llama-cpp-python would hold back). Every
-    generated token is one ASCII character in its own chunk: tokens can be counted from the text alone.
-    """
-    import gguf
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-
-    def random(*shape: int) -> Any:
-        return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float16)
-
-    def ones(size: int) -> Any:
-        return np.ones(size, dtype=np.float32)  # norms stay F32, as llama.cpp's converters write them
-
-    name = tiny_gguf.tensor_name
-    n_special = len(tiny_gguf.SPECIAL_TOKENS)
-    output = random(tiny_gguf.N_VOCAB, N_EMBD)
-    silent = np.ones(tiny_gguf.N_VOCAB, dtype=bool)
-    silent[[n_special + byte for byte in EMITTABLE]] = False
-    output[silent] = 0
-    t = gguf.MODEL_TENSOR
-    tensors = {name(t.TOKEN_EMBD): random(tiny_gguf.N_VOCAB, N_EMBD), name(t.OUTPUT_NORM): ones(N_EMBD)}
-    tensors[name(t.OUTPUT)] = output
-    for layer in range(N_LAYER):
-        tensors |= tiny_gguf.layer_tensors(
-            layer, n_embd=N_EMBD, n_head=N_HEAD, head_dim=HEAD_DIM, n_ff=N_FF, random=random, ones=ones
-        )
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")  # renamed when complete: an interrupted run leaves no broken model
-    writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    writer.add_name("bodhi-bench-llama")
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    writer.add_vocab_size(tiny_gguf.N_VOCAB)
-    writer.add_context_length(2048)
-    writer.add_embedding_length(N_EMBD)
-    writer.add_block_count(N_LAYER)
-    writer.add_feed_forward_length(N_FF)
-    writer.add_head_count(N_HEAD)
-    writer.add_head_count_kv(N_HEAD)
-    writer.add_rope_dimension_count(HEAD_DIM)
-    writer.add_layer_norm_rms_eps(1e-5)
-    tiny_gguf.add_byte_tokenizer(writer)
-    for tensor_name, data in tensors.items():
-        writer.add_tensor(tensor_name, data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    partial.replace(path)
-    return sum(int(data.size) for data in tensors.values())
-
-
-def parameter_count(path: Path) -> int:
-    import gguf
-
-    return sum(int(tensor.n_elements) for tensor in gguf.GGUFReader(path).tensors)
-
-
-def ensure_model() -> int:
-    if MODEL_PATH.exists():
-        log(f"model {MODEL_PATH.relative_to(common.ROOT)} is there")
-        return parameter_count(MODEL_PATH)
-    log(f"writing the model to {MODEL_PATH.relative_to(common.ROOT)} (once)")
-    started = time.monotonic()
-    params = write_bench_gguf(MODEL_PATH)
-    size = MODEL_PATH.stat().st_size / 1e6
-    log(f"{params / 1e6:.1f}M parameters, {size:.0f} MB in {time.monotonic() - started:.1f} s")
-    return params
-
-
-# ---------------------------------------------------------------- one streamed completion
-
-
-@dataclass
-class Stream:
-    """One streamed chat completion as the client saw it (times from ``time.perf_counter``)."""
-
-    start: float
-    first: float | None = None  # the first chunk with content
-    last: float | None = None  # the last chunk with content
-    end: float = 0.0
-    tokens: int = 0  # content characters: one per token with this model (see write_bench_gguf)
-    first_tokens: int = 0  # in the first content chunk
-    chunks: int = 0  # content chunks
-    finish: str | None = None
-    usage_tokens: int | None = None  # completion_tokens, where the target reports usage
-    prompt_tokens: int | None = None  # prompt_tokens, likewise
-    worker: str | None = None  # X-Bodhi-Worker
-
-    def add(self, chunk: dict[str, Any], now: float) -> None:
-        if isinstance(usage := chunk.get("usage"), dict):
-            self.usage_tokens = usage.get("completion_tokens")
-            self.prompt_tokens = usage.get("prompt_tokens")
-        for choice in chunk.get("choices") or []:
-            if content := (choice.get("delta") or {}).get("content"):
-                if self.first is None:
-                    self.first, self.first_tokens = now, len(content)
-                self.last = now
-                self.tokens += len(content)
-                self.chunks += 1
-            self.finish = choice.get("finish_reason") or self.finish
-
-    @property
-    def ttft(self) -> float:
-        return (self.first or self.end) - self.start
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Tokens after the first chunk / time after the first chunk."""
-        if self.first is None or self.last is None or self.last <= self.first:
-            return float("nan")
-        return (self.tokens - self.first_tokens) / (self.last - self.first)
-
-    def check(self, max_tokens: int, label: str) -> None:
-        if self.tokens != max_tokens or self.finish != "length":
-            raise RuntimeError(
-                f"{label}: {self.tokens} tokens, finish {self.finish!r}; expected {max_tokens}, 'length'"
-            )
-        if self.usage_tokens is not None and self.usage_tokens != self.tokens:
-            raise RuntimeError(f"{label}: usage says {self.usage_tokens} completion tokens, the text {self.tokens}")
-
-
-def messages(index: int) -> list[dict[str, str]]:
-    """A different prompt per request, so that no target reuses the previous request's KV cache beyond the template."""
-    return [{"role": "user", "content": f"Request {index:04d}. {PROMPT}"}]
-
-
-def chat_body(model: str, index: int, max_tokens: int, *, usage: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": messages(index),
-        "stream": True,
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "seed": SEED,
-    }
-    if usage:
-        body["stream_options"] = {"include_usage": True}
-    return body
-
-
-def stream_in_process(llm: Any, index: int, max_tokens: int) -> Stream:
-    stream = Stream(start=time.perf_counter())
-    for chunk in llm.create_chat_completion(
-        messages=messages(index), stream=True, max_tokens=max_tokens, temperature=0.0, seed=SEED
-    ):
-        stream.add(chunk, time.perf_counter())
-    stream.end = time.perf_counter()
-    return stream
-
-
-def _sse_line(stream: Stream, line: str) -> None:
-    if line.startswith("data:") and (data := line[5:].strip()) and data != "[DONE]":
-        chunk = json.loads(data)
-        if "error" in chunk:
-            raise RuntimeError(f"error event: {data[:500]}")
-        stream.add(chunk, time.perf_counter())
-
-
-def stream_http(client: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str]) -> Stream:
-    stream = Stream(start=time.perf_counter())
-    with client.stream("POST", url, json=body, headers=headers) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"POST {url}: {response.status_code} {response.read()[:500]!r}")
-        stream.worker = response.headers.get("x-bodhi-worker")
-        for line in response.iter_lines():
-            _sse_line(stream, line)
-    stream.end = time.perf_counter()
-    return stream
-
-
-async def astream_http(client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]) -> Stream:
-    stream = Stream(start=time.perf_counter())
-    async with client.stream("POST", url, json=body, headers=headers) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"POST {url}: {response.status_code} {(await response.aread())[:500]!r}")
-        stream.worker = response.headers.get("x-bodhi-worker")
-        async for line in response.aiter_lines():
-            _sse_line(stream, line)
-    stream.end = time.perf_counter()
-    return stream
-
-
 # ---------------------------------------------------------------- processes
-
-
-def redis_cpu_seconds() -> float:
-    """The Redis server's own CPU time (INFO cpu): all its clients, this benchmark's gateway nearly alone."""
-    import redis
-
-    client = redis.Redis.from_url(common.REDIS_URL)
-    try:
-        info: dict[str, Any] = client.info("cpu")  # type: ignore[assignment]
-        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-    finally:
-        client.close()
-
-
-@dataclass
-class Gateway:
-    """``bodhi api`` and the local workers started beside it, each with ``start_worker``."""
-
-    api: common.Api
-    workers: list[common.Child] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self.api.headers
-
-    @property
-    def processes(self) -> list[common.Child]:
-        return [self.api.process, *self.workers]
-
-    def start_worker(self, alias: str) -> common.Child:
-        """``bodhi local-worker --models ALIAS``; returns once /health counts it."""
-        number = len(self.workers) + 1
-        worker = self.api.start_worker(
-            f"local-worker-{number}", "local-worker", "--models", alias, kind="local", count=number
-        )
-        self.workers.append(worker)
-        return worker
-
-    def create_alias(self, alias: str, n_threads: int) -> None:
-        self.api.create(
-            "/bodhi/v1/models/alias",
-            {"alias": alias, "path": str(MODEL_PATH), "context_params": {"n_ctx": N_CTX, "n_threads": n_threads}},
-            what=f"creating alias {alias}",
-        )
 
 
 def start_gateway(stack: contextlib.ExitStack, logs: Path) -> Gateway:
     """``bodhi api`` on a fresh database and Redis prefix; a user, a token and the three aliases created."""
     gateway = Gateway(common.start_api(stack, logs, name="bench_local", stop_timeout=STOP_TIMEOUT))
-    gateway.create_alias(ALIAS, N_THREADS)
-    gateway.create_alias(ALIAS_ONE_THREAD, 1)
-    gateway.create_alias(ALIAS_TWO_WORKERS, 1)
+    # One at a time: these measure the path without batching (bench/local_batching.py measures batching against it).
+    # (An alias's n_ctx of 512 leaves room for one slot of 512 tokens: models.n_parallel_of.)
+    for alias, n_threads in ((ALIAS, N_THREADS), (ALIAS_ONE_THREAD, 1), (ALIAS_TWO_WORKERS, 1)):
+        gateway.create_alias(alias, MODEL_PATH, {"n_ctx": N_CTX, "n_threads": n_threads})
     return gateway
 
 
@@ -478,27 +240,6 @@ class Scaling:
         return gaps
 
 
-async def _concurrent(gateway: Gateway, alias: str, count: int, max_tokens: int, first_index: int) -> list[Stream]:
-    timeout = httpx.Timeout(600, connect=10)
-    limits = httpx.Limits(max_connections=count)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        url = f"{gateway.url}/v1/chat/completions"
-        return list(
-            await asyncio.gather(
-                *(
-                    astream_http(
-                        client, url, chat_body(alias, first_index + i, max_tokens, usage=True), gateway.headers
-                    )
-                    for i in range(count)
-                )
-            )
-        )
-
-
-def concurrent(gateway: Gateway, alias: str, count: int, *, max_tokens: int, first_index: int, budget: float) -> Any:
-    return asyncio.run(asyncio.wait_for(_concurrent(gateway, alias, count, max_tokens, first_index), budget))
-
-
 def warm_workers(gateway: Gateway, alias: str, count: int) -> None:
     """Until each of ``count`` workers has served a request (loaded its model): ``count`` requests at a time."""
     seen: set[str] = set()
@@ -538,26 +279,18 @@ def measure_scaling(plan: Plan, gateway: Gateway, watch: Watch) -> list[Scaling]
             log(f"{label}: {CONCURRENT} concurrent requests of {plan.max_tokens} tokens")
             first_index = 1000 * (repeat + 1) + 100 * index
 
-            def timed(attempt: int, alias: str = setup.alias, first: int = first_index) -> tuple[list[Stream], float]:
-                started = time.perf_counter()
-                streams = concurrent(
-                    gateway,
-                    alias,
-                    CONCURRENT,
-                    max_tokens=plan.max_tokens,
-                    first_index=first + 20 * attempt,
-                    budget=budget,
-                )
-                return streams, max(stream.end for stream in streams) - started
-
-            streams, wall = watch.run(label, timed)
-            for stream in streams:
-                stream.check(plan.max_tokens, label)
+            streams, wall = watch.streams(
+                label,
+                gateway,
+                setup.alias,
+                CONCURRENT,
+                max_tokens=plan.max_tokens,
+                first_index=first_index,
+                budget=budget,
+            )
             setup.runs.append((streams, wall))
             tokens = sum(stream.tokens for stream in streams)
             log(f"{label}: {tokens} tokens in {wall:.1f} s = {setup.throughputs[-1]:.2f} tokens/s")
-            for child in gateway.processes:
-                child.check_alive()
     return setups
 
 
@@ -681,91 +414,6 @@ def measure_reference(plan: Plan, watch: Watch) -> list[Reference]:
         setup.throughput = tokens / wall
         log(f"{label}: {tokens} tokens in {wall:.1f} s = {setup.throughput:.2f} tokens/s")
     return setups
-
-
-# ---------------------------------------------------------------- other load on the machine
-
-
-def machine_cpu() -> tuple[float, float]:
-    """CPU seconds since boot of the whole machine: busy (user, nice, system, irq, softirq) and steal."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq) / common.CLOCK_TICKS, steal / common.CLOCK_TICKS
-
-
-QUIET = 0.05  # cores other processes may use for the machine to count as idle
-DISTURBED = 0.1  # cores other processes used during a measurement that make it count as disturbed
-EXTRA_BUDGET = 240.0  # seconds a run may spend waiting for quiet and measuring again, in all
-RETRIES = 3  # measurements again of one disturbed cell, at most
-
-
-class Watch:
-    """Other work on the machine disturbs every number here (each target uses all the cores): before each
-    measurement, wait until other processes are idle; measure again when they were not, within a time budget.
-
-    Ours: this process, the gateway's and the server's processes, and Redis (its INFO). Postgres backends count as
-    others (the gateway barely uses Postgres while streaming).
-    """
-
-    def __init__(self, pids: Callable[[], list[int]]) -> None:
-        self._pids = pids
-        self.extra: list[int] = []  # more of our processes, for a while
-        self.wall = self.other = self.steal = 0.0
-        self.waited = 0.0
-        self.retried: list[str] = []
-        self.disturbed: list[str] = []
-        self._extra_until = time.monotonic() + EXTRA_BUDGET
-
-    def _sample(self) -> tuple[float, float, float, float]:
-        busy, steal = machine_cpu()
-        return busy, steal, common.cpu_seconds([*self._pids(), *self.extra]) + redis_cpu_seconds(), time.perf_counter()
-
-    def _other(self, before: tuple[float, float, float, float]) -> tuple[float, float, float]:
-        """(other processes' CPU seconds, steal seconds, wall seconds) since ``before``."""
-        after = self._sample()
-        return max(0.0, (after[0] - before[0]) - (after[2] - before[2])), after[1] - before[1], after[3] - before[3]
-
-    def wait_quiet(self) -> None:
-        started = time.monotonic()
-        while time.monotonic() < self._extra_until:
-            before = self._sample()
-            time.sleep(1)
-            other, _, wall = self._other(before)
-            if other / wall <= QUIET:
-                break
-        self.waited += time.monotonic() - started
-
-    def run(self, label: str, call: Callable[[int], T]) -> T:
-        """``call(attempt)`` measured when the machine is quiet; measured again (at most ``RETRIES`` times) if it was
-        not. Each attempt must use prompts of its own: a repeated prompt would be answered from the KV cache."""
-        for attempt in range(RETRIES + 1):
-            self.wait_quiet()
-            before = self._sample()
-            result = call(attempt)
-            other, steal, wall = self._other(before)
-            cores = other / wall
-            if cores <= DISTURBED or attempt == RETRIES or time.monotonic() >= self._extra_until:
-                self.wall, self.other, self.steal = self.wall + wall, self.other + other, self.steal + steal
-                if cores > DISTURBED:
-                    self.disturbed.append(f"{label} ({cores:.2f} cores)")
-                    log(f"{label}: other processes used {cores:.2f} cores meanwhile; kept, marked as disturbed")
-                return result
-            self.retried.append(label)
-            log(f"{label}: other processes used {cores:.2f} cores meanwhile; measuring again")
-        raise AssertionError("unreachable")
-
-    def summary(self) -> str:
-        if not self.wall:
-            return "nothing measured"
-        line = (
-            f"other processes used {self.other:.1f} CPU-seconds during the {self.wall:.0f} s of the measurements "
-            f"kept ({self.other / self.wall:.3f} cores on average; steal {self.steal:.1f} s); "
-            f"{self.waited:.0f} s spent waiting for other work to end; {len(self.retried)} measurements taken "
-            f"again because other processes used more than {DISTURBED:g} cores meanwhile"
-        )
-        if self.disturbed:
-            line += "; still disturbed when kept: " + "; ".join(self.disturbed)
-        return line
 
 
 # ---------------------------------------------------------------- report
@@ -1050,12 +698,15 @@ def run(quick: bool) -> int:
 
 def main() -> None:
     parser = common.arguments(__doc__, quick="32-token answers, 2 rounds, 1 repetition")
+    parser.add_argument(
+        "--batching", action="store_true", help="only continuous batching against one at a time (local_batching.py)"
+    )
     parser.add_argument("--reference-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reference_child:
         reference_child(*args.reference_child)
         return
-    common.exit_with(lambda: run(args.quick), log)
+    common.exit_with(lambda: local_batching.run(args.quick) if args.batching else run(args.quick), log)
 
 
 if __name__ == "__main__":

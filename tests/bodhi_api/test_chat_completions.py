@@ -162,12 +162,13 @@ def test_health_reports_dependencies_and_workers(gateway: Gateway) -> None:
     health = httpx.get(f"{gateway.base_url}/health", timeout=10)
 
     assert health.status_code == 200
-    assert health.json() | {"workers": None} == {
+    assert health.json() | {"workers": None, "slots": None} == {
         "status": "ok",
         "postgres": "ok",
         "redis": "ok",
         "listeners": {"stream hub": "up"},
         "workers": None,
+        "slots": None,
     }
     assert health.json()["workers"]["remote"] >= 1
 

@@ -18,6 +18,10 @@ from tests.support.processes import BodhiProcess
 from tests.support.tiny_gguf import write_tiny_llama_gguf
 
 HEARTBEAT_TTL = 1.5
+# A context with room for a long answer: 32768 cells, 8192 for each of the default 4 slots. LONG_ANSWER tokens, the
+# end-of-text token forbidden, take the tiny model seconds even batched (each token attends to all before it).
+LONG_CONTEXT = {"n_ctx": 32768}
+LONG_ANSWER = 6000
 ALIAS_A = "tiny-a"  # in the catalogue: served by worker A, which follows the catalogue
 ALIAS_B = "tiny-b"  # not in the catalogue: served by worker B, started with --models tiny-b
 
@@ -91,8 +95,8 @@ class Workers:
 
 @pytest.fixture(scope="module")
 async def workers(local_api: LocalApi, start_worker: StartWorker, tiny_model: Path) -> Workers:
-    # n_ctx 1024: room for the long generation the cancellation test stops.
-    alias_a = await local_api.put_alias(ALIAS_A, str(tiny_model), {"n_ctx": 1024})
+    # Room for the long generation the cancellation test stops.
+    alias_a = await local_api.put_alias(ALIAS_A, str(tiny_model), LONG_CONTEXT)
     alias_b = LocalModel(alias=ALIAS_B, path=str(tiny_model), context_params={"n_ctx": 256})
     a, b = start_worker(), start_worker("--models", ALIAS_B)
     (a_id, _, _), (b_id, _, _) = await startup_line(a), await startup_line(b)

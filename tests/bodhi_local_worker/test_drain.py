@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bodhi_shared.contract import EventKind, LocalModel
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND
-from tests.bodhi_local_worker.conftest import StartWorker
+from tests.bodhi_local_worker.conftest import LONG_ANSWER, LONG_CONTEXT, StartWorker
 from tests.bodhi_local_worker.local_api import LocalApi, startup_line
 from tests.support.tiny_gguf import EOS_ID
 
@@ -32,9 +32,9 @@ async def test_a_generation_in_flight_finishes_after_sigterm(
     process = start_worker("--models", alias, BODHI_DRAIN_TIMEOUT="30")
     worker_id, _, _ = await startup_line(process)
     await local_api.wait_for_alias_workers(alias, {worker_id})
-    local = LocalModel(alias=alias, path=str(tiny_model), context_params={"n_ctx": 1024})
+    local = LocalModel(alias=alias, path=str(tiny_model), context_params=LONG_CONTEXT)
     # The end-of-text token forbidden: a few seconds of generation, well within the drain timeout.
-    body = {"messages": MESSAGES, "max_tokens": 300, "stream": True, "logit_bias": {str(EOS_ID): -100}}
+    body = {"messages": MESSAGES, "max_tokens": LONG_ANSWER, "stream": True, "logit_bias": {str(EOS_ID): -100}}
 
     async with local_api.job(local, body) as events:
         started = await events.next(10)
@@ -67,9 +67,9 @@ async def test_a_generation_longer_than_the_drain_timeout_is_cut_in_band(
     process = start_worker("--models", alias, BODHI_DRAIN_TIMEOUT="1")
     worker_id, _, _ = await startup_line(process)
     await local_api.wait_for_alias_workers(alias, {worker_id})
-    local = LocalModel(alias=alias, path=str(tiny_model), context_params={"n_ctx": 1024})
-    # The end-of-text token forbidden: these 700 tokens take the tiny model far longer than the drain.
-    body = {"messages": MESSAGES, "max_tokens": 700, "stream": True, "logit_bias": {str(EOS_ID): -100}}
+    local = LocalModel(alias=alias, path=str(tiny_model), context_params=LONG_CONTEXT)
+    # The end-of-text token forbidden: these tokens take the tiny model longer than the drain.
+    body = {"messages": MESSAGES, "max_tokens": LONG_ANSWER, "stream": True, "logit_bias": {str(EOS_ID): -100}}
 
     async with local_api.job(local, body) as events:
         started = await events.next(10)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from bodhi_local_worker.models import ModelCache, ModelLoadFailed, load_params, model_key
+from bodhi_local_worker.models import LoadedModel, ModelCache, ModelLoadFailed, load_params, model_key, n_parallel_of
 from bodhi_shared.contract import LocalModel
 
 if TYPE_CHECKING:
@@ -27,11 +27,11 @@ class Loader:
     def __init__(self) -> None:
         self.loaded: list[StandIn] = []
 
-    def __call__(self, local: LocalModel, gpu: int | None) -> MeteredLlama:
+    def __call__(self, local: LocalModel, gpu: int | None) -> LoadedModel:
         if local.path == "missing.gguf":
             raise ModelLoadFailed("Model path does not exist")
         self.loaded.append(StandIn(local))
-        return cast("MeteredLlama", self.loaded[-1])
+        return LoadedModel(cast("MeteredLlama", self.loaded[-1]))
 
 
 def local(n_ctx: int, alias: str = "tiny", path: str = "tiny.gguf") -> LocalModel:
@@ -77,12 +77,12 @@ async def test_a_model_in_use_is_not_unloaded() -> None:
         assert not loader.loaded[0].closed
 
 
-async def test_one_model_serves_one_call_at_a_time() -> None:
+async def test_a_model_serves_one_exclusive_call_at_a_time() -> None:
     cache = ModelCache(1, gpu=None, load=Loader())
     order: list[str] = []
 
     async def call(name: str) -> None:
-        async with cache.use(local(128)):
+        async with cache.use(local(128)) as model, model.exclusive():
             order.append(f"{name} in")
             await asyncio.sleep(0.01)
             order.append(f"{name} out")
@@ -100,6 +100,22 @@ async def test_a_failed_load_leaves_nothing_behind() -> None:
 
 
 def test_gpu_layers_default_to_all_on_a_gpu_and_none_on_the_cpu() -> None:
-    assert load_params({"n_ctx": 64}, gpu=None) == {"n_gpu_layers": 0, "n_ctx": 64}
-    assert load_params({}, gpu=1) == {"n_gpu_layers": -1}
-    assert load_params({"n_gpu_layers": 10}, gpu=1) == {"n_gpu_layers": 10}
+    assert load_params({"n_ctx": 64}, gpu=None) == {"n_gpu_layers": 0, "n_ctx": 64, "n_parallel": 1}
+    assert load_params({}, gpu=1) == {"n_gpu_layers": -1, "n_parallel": 8}
+    assert load_params({"n_gpu_layers": 10, "n_parallel": 1}, gpu=1) == {"n_gpu_layers": 10, "n_parallel": 1}
+
+
+def test_n_parallel_comes_from_the_alias_then_the_worker_then_the_device() -> None:
+    assert n_parallel_of({"n_parallel": 2}, gpu=None, default=6) == 2
+    assert n_parallel_of({}, gpu=None, default=6) == 6
+    assert n_parallel_of({}, gpu=None) == 4
+    assert n_parallel_of({}, gpu=0) == 8
+    assert n_parallel_of({"n_parallel": 0}, gpu=None) == 1
+    assert n_parallel_of({"n_parallel": 1000}, gpu=None) == 64
+    assert n_parallel_of({"n_parallel": True}, gpu=None) == 4  # a boolean is no count
+    # A default leaves every slot 512 tokens at least; an alias's own n_parallel is taken as it is.
+    assert n_parallel_of({"n_ctx": 512}, gpu=None) == 1
+    assert n_parallel_of({"n_ctx": 1536}, gpu=None) == 3
+    assert n_parallel_of({"n_ctx": 8192}, gpu=0) == 8
+    assert n_parallel_of({"n_ctx": 0}, gpu=None) == 4  # the model's own context: large
+    assert n_parallel_of({"n_ctx": 512, "n_parallel": 4}, gpu=None) == 4

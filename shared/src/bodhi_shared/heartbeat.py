@@ -1,13 +1,19 @@
-"""Worker heartbeats in Redis: workers announce themselves, the API counts the live ones."""
+"""Worker heartbeats in Redis: workers announce themselves, the API counts the live ones.
+
+A local worker also describes its slots (the jobs it can run at once, per alias) in its ``RedisKeys.worker_info``
+hash, refreshed with each beat (``slots_fields``): ``slots_in_use`` and ``slots_free`` in all, and ``slots``, JSON
+``{alias: {"in_use": n, "free": m}}``. ``live_slots`` and ``alias_slots`` add them up over the live workers.
+"""
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from redis.asyncio import Redis
 
@@ -93,3 +99,58 @@ async def wait_for_live_member(redis: Redis, key: str, *, ttl: float, within: fl
         if left <= 0:
             return False
         await asyncio.sleep(min(every, left))
+
+
+SLOTS_FIELD = "slots"
+IN_USE_FIELD = "slots_in_use"
+FREE_FIELD = "slots_free"
+
+
+def slots_fields(slots: Mapping[str, tuple[int, int]]) -> dict[str, str]:
+    """A worker's description fields for its slots, from (in use, free) per alias."""
+    return {
+        SLOTS_FIELD: json.dumps({alias: {"in_use": used, "free": free} for alias, (used, free) in slots.items()}),
+        IN_USE_FIELD: str(sum(used for used, _ in slots.values())),
+        FREE_FIELD: str(sum(free for _, free in slots.values())),
+    }
+
+
+async def live_slots(redis: Redis, keys: RedisKeys, *, kind: str, ttl: float) -> dict[str, int]:
+    """Slots in use and free over the live workers of ``kind`` (those that describe none count for nothing)."""
+    ids = await live_workers(redis, keys, kind=kind, ttl=ttl)
+    async with redis.pipeline(transaction=False) as pipe:
+        for worker_id in ids:
+            pipe.hmget(keys.worker_info(worker_id), [IN_USE_FIELD, FREE_FIELD])
+        rows = await pipe.execute() if ids else []
+    totals = {"in_use": 0, "free": 0}
+    for used, free in rows:
+        totals["in_use"] += _count(used)
+        totals["free"] += _count(free)
+    return totals
+
+
+async def alias_slots(redis: Redis, keys: RedisKeys, alias: str, *, ttl: float) -> dict[str, int]:
+    """Slots in use and free for one local alias, over the live workers that serve it."""
+    ids = await redis.zrangebyscore(keys.alias_workers(alias), time.time() - ttl, "+inf")
+    async with redis.pipeline(transaction=False) as pipe:
+        for worker_id in ids:
+            pipe.hget(keys.worker_info(worker_id.decode() if isinstance(worker_id, bytes) else worker_id), SLOTS_FIELD)
+        described = await pipe.execute() if ids else []
+    totals = {"in_use": 0, "free": 0}
+    for raw in described:
+        try:
+            entry = json.loads(raw)[alias] if raw else {}
+        except (ValueError, KeyError, TypeError):
+            continue
+        totals["in_use"] += _count(entry.get("in_use"))
+        totals["free"] += _count(entry.get("free"))
+    return totals
+
+
+def _count(value: object) -> int:
+    """A count as a worker wrote it (bytes, a string or a JSON number); 0 when it is none."""
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return max(0, value) if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -3,7 +3,7 @@
 ``GET /metrics`` serves them (to any user, or to anyone with ``BODHI_METRICS_PUBLIC=true``), and so does, when
 ``BODHI_METRICS_PORT`` is set, prometheus-client's own HTTP server in a thread of the replica
 (``metrics_server.serving_metrics``), unauthenticated, for a scraper that holds no token. Either way the queue
-depth and worker counts are read from Redis at scrape time (``Metrics.observe_backends``).
+depth, worker counts and local slots are read from Redis at scrape time (``Metrics.observe_backends``).
 
 Labels stay bounded: ``model`` is a served model id (a request for an unknown model counts as ``unknown``),
 ``api_model`` the API model's name or the local alias, ``route`` a route template, ``code`` an HTTP status.
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from bodhi_shared.heartbeat import live_slots
 from bodhi_shared.metrics_server import add_process_collectors
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND, REMOTE_WORKER_KIND
 
@@ -69,6 +70,12 @@ class Metrics:
         self.active_streams = Gauge("bodhi_active_streams", "Streams being relayed now", registry=r)
         self.queue_depth = Gauge("bodhi_queue_depth", "Jobs waiting per queue", ["queue"], registry=r)
         self.workers = Gauge("bodhi_workers", "Workers seen recently, by kind", ["kind"], registry=r)
+        self.local_slots = Gauge(
+            "bodhi_local_slots",
+            "Local workers' slots (requests run at once), by state: in_use, free",
+            ["state"],
+            registry=r,
+        )
 
     async def observe_backends(self, redis: Redis, keys: RedisKeys, *, heartbeat_ttl: float, now: float) -> None:
         """Read the remote queue's depth and the live workers of each kind into their gauges."""
@@ -80,3 +87,5 @@ class Metrics:
         self.queue_depth.labels(keys.remote_queue).set(depth)
         self.workers.labels(REMOTE_WORKER_KIND).set(remote)
         self.workers.labels(LOCAL_WORKER_KIND).set(local)
+        for state, count in (await live_slots(redis, keys, kind=LOCAL_WORKER_KIND, ttl=heartbeat_ttl)).items():
+            self.local_slots.labels(state).set(count)

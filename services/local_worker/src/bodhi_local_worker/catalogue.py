@@ -45,11 +45,11 @@ def parse_entry(alias: str, value: bytes | str) -> LocalModel | None:
         return None
 
 
-async def wanted_aliases(redis: Redis, keys: RedisKeys, named: list[str] | None) -> list[str]:
+def wanted_aliases(catalogue: dict[str, LocalModel], named: list[str] | None) -> list[str]:
     """The aliases to serve: those named by ``--models``, else every alias in the catalogue."""
     if named is not None:
         return named
-    return sorted(await read_catalogue(redis, keys))
+    return sorted(catalogue)
 
 
 class CatalogueWatch:

@@ -1,9 +1,12 @@
 """One arq consumer per alias, all in one process, and the per-alias liveness the API checks before enqueueing.
 
-Each alias has its own queue (``RedisKeys.local_queue(alias)``) and its own ``WakeableWorker`` with
-``max_jobs=1``: a llama.cpp model runs one generation at a time, so concurrency comes from more worker processes.
-The workers share one Redis pool and one job context. While an alias is consumed, this worker is a member of
-``RedisKeys.alias_workers(alias)``, scored by the time of its last beat (``advertise``, every heartbeat interval).
+Each alias has its own queue (``RedisKeys.local_queue(alias)``) and its own ``WakeableWorker``, which claims as
+many of its jobs as the alias's model has slots (``max_jobs``: its ``n_parallel``, ``models.n_parallel_of``): the
+model's batching engine runs them at once. A change of the alias's ``n_parallel`` in the catalogue restarts its
+consumer with the new count (the running jobs finish). The workers share one Redis pool and one job context. While
+an alias is consumed, this worker is a member of ``RedisKeys.alias_workers(alias)``, scored by the time of its last
+beat (``advertise``, every heartbeat interval), and its description (``RedisKeys.worker_info``) holds its slots in
+use and free (``heartbeat.SLOTS_FIELD``, read by the API's ``/health`` and metrics).
 A worker that follows the catalogue is also a member of ``RedisKeys.local_followers``: while one is alive, the API
 waits a moment for it to start serving a new alias instead of answering 503.
 """
@@ -14,15 +17,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from arq import ArqRedis, func
 
 from bodhi_local_worker.context import CONTEXT_KEY, LocalWorkerContext
 from bodhi_local_worker.inference_job import inference
-from bodhi_shared.contract import INFERENCE_FUNCTION
+from bodhi_local_worker.models import n_parallel_of
+from bodhi_shared.contract import INFERENCE_FUNCTION, LocalModel
 from bodhi_shared.drain import finish_or_cancel
+from bodhi_shared.heartbeat import slots_fields
 from bodhi_shared.queue import LOOP_EXIT_WAIT_S, WakeableWorker
 
 log = logging.getLogger(__name__)
@@ -32,7 +37,12 @@ log = logging.getLogger(__name__)
 class _Consumer:
     worker: WakeableWorker
     task: asyncio.Task[None]  # the polling loop
+    slots: int  # jobs it runs at once
     drained: asyncio.Task[None] | None = None  # once stopped: waits for the running jobs
+
+    @property
+    def in_use(self) -> int:
+        return min(self.slots, self.worker.job_counter)
 
 
 class AliasConsumers:
@@ -47,7 +57,14 @@ class AliasConsumers:
     def aliases(self) -> list[str]:
         return sorted(self._consumers)
 
-    def _build(self, alias: str) -> WakeableWorker:
+    def slots_for(self, local: LocalModel | None) -> int:
+        """How many jobs of an alias to run at once: its model's ``n_parallel`` (the default when the alias is not
+        in the catalogue: its jobs carry their model)."""
+        settings = self._context.settings
+        params = local.context_params if local is not None else {}
+        return n_parallel_of(params, gpu=settings.gpu, default=settings.local_n_parallel)
+
+    def _build(self, alias: str, slots: int) -> WakeableWorker:
         settings, keys = self._context.settings, self._context.settings.redis_keys
         queue = keys.local_queue(alias)
         return WakeableWorker(
@@ -57,24 +74,30 @@ class AliasConsumers:
             wake_channel=keys.wake_channel(queue),
             worker_id=self._context.worker_id,  # named by each claim (``queue.claim_key``)
             redis_pool=self._pool,
-            max_jobs=1,
+            max_jobs=slots,
             poll_delay=settings.queue_poll_interval,
             keep_result=0,
             handle_signals=False,
             ctx={CONTEXT_KEY: self._context},
         )
 
-    async def serve(self, aliases: Iterable[str]) -> None:
-        """Consume exactly the queues of ``aliases``: start the new ones, stop the gone ones (their jobs finish)."""
-        wanted = set(aliases)
+    async def serve(self, aliases: Iterable[str], catalogue: Mapping[str, LocalModel] | None = None) -> None:
+        """Consume exactly the queues of ``aliases``, each with its model's slots (``catalogue``): start the new
+        ones, stop the gone ones and those whose slots changed (their jobs finish)."""
+        slots = {alias: self.slots_for((catalogue or {}).get(alias)) for alias in aliases}
         self._reap()
-        for alias in sorted(set(self._consumers) - wanted):
-            await self.stop(alias)
-        for alias in sorted(wanted - set(self._consumers)):
-            worker = self._build(alias)
-            self._consumers[alias] = _Consumer(worker, asyncio.create_task(worker.async_run()))
-            log.info("consuming %s (alias %s)", worker.queue_name, alias)
+        for alias in sorted(self._consumers):
+            if slots.get(alias) != self._consumers[alias].slots:
+                await self.stop(alias)
+        for alias in sorted(set(slots) - set(self._consumers)):
+            worker = self._build(alias, slots[alias])
+            self._consumers[alias] = _Consumer(worker, asyncio.create_task(worker.async_run()), slots[alias])
+            log.info("consuming %s (alias %s), %d at once", worker.queue_name, alias, slots[alias])
         await self.advertise()
+
+    def slots(self) -> dict[str, tuple[int, int]]:
+        """Each served alias's slots: (in use, free)."""
+        return {alias: (c.in_use, c.slots - c.in_use) for alias, c in sorted(self._consumers.items())}
 
     def _reap(self) -> None:
         """Forget consumers whose loop ended on an error (Redis unreachable, ...): the next ``serve`` restarts them."""
@@ -97,7 +120,8 @@ class AliasConsumers:
                 pipe.zadd(keys.local_followers, {context.worker_id: now})
                 # Killed followers never leave: drop the long dead, as live_workers does for each kind's set.
                 pipe.zremrangebyscore(keys.local_followers, "-inf", now - settings.heartbeat_ttl * 4)
-            pipe.hset(info_key, mapping={"aliases": ",".join(self.aliases), "gpu": settings.device})
+            described = {"aliases": ",".join(self.aliases), "gpu": settings.device}
+            pipe.hset(info_key, mapping=described | slots_fields(self.slots()))
             pipe.pexpire(info_key, int(settings.heartbeat_ttl * 1000))
             await pipe.execute()
 

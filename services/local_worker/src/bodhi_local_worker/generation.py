@@ -1,10 +1,11 @@
-"""Running a model call in a thread, never on the event loop, and stopping it between two tokens.
+"""Running a one-at-a-time model call (llama-cpp-python's own ``create_*``) in a thread, never on the event loop,
+and stopping it between two tokens. Batched sequences are run by ``batching`` instead.
 
 llama.cpp calls block: each one runs in the default executor. A streamed completion (chat or text) hands its chunks
 to the event loop with ``loop.call_soon_threadsafe`` into an ``asyncio.Queue``. When the awaiting task is cancelled
 (the client went away, the job timed out, the worker is stopping), the generation's ``Meter.stop`` event is set and
 ``engine.MeteredLlama.generate`` raises ``GenerationCancelled`` at the next token; the task waits for the thread
-to end before it lets the model go, so one model never runs two generations at once.
+to end before it lets the model go (``models.LoadedModel.exclusive``), so no other call uses the context meanwhile.
 
 Token usage comes from the ``Meter`` (see ``engine``): prompt tokens are the tokens of the rendered prompt that
 llama.cpp was given, completion tokens the sampled tokens without the end-of-generation one. These are the counts

@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bodhi_local_worker import request_params
+from bodhi_local_worker import batched, prompts, request_params
+from bodhi_local_worker.batching import EngineClosed, SequenceRequest
 from bodhi_local_worker.context import LocalWorkerContext, context_of
-from bodhi_local_worker.generation import Chunk, complete_chat, complete_text, embed, stream_chat, stream_text
-from bodhi_local_worker.models import ModelLoadFailed
+from bodhi_local_worker.generation import (
+    Chunk,
+    complete_chat,
+    complete_text,
+    embed,
+    in_thread,
+    stream_chat,
+    stream_text,
+)
+from bodhi_local_worker.models import LoadedModel, ModelLoadFailed
 from bodhi_shared.contract import Endpoint, EventKind, InferenceJob, LocalModel, StreamEvent
-from bodhi_shared.errors import BodhiError, InvalidRequest
+from bodhi_shared.errors import BodhiError, InvalidRequest, ServiceUnavailable
 from bodhi_shared.event_publisher import EventPublisher
 from bodhi_shared.job_runner import run_inference_job
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND
@@ -25,7 +35,7 @@ from bodhi_shared.translated_jobs import answer_in_format
 from bodhi_shared.worker_metrics import WorkerMetrics
 
 if TYPE_CHECKING:
-    from bodhi_local_worker.engine import MeteredLlama
+    from bodhi_local_worker.batching import BatchingEngine
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +71,12 @@ async def answer(worker: LocalWorkerContext, job: InferenceJob, events: EventPub
     else:
         params = request_params.completion_params(request) if text else request_params.chat_params(request)
     try:
-        async with worker.models.use(local) as llm:
+        async with worker.models.use(local) as model:
             if job.endpoint == Endpoint.EMBEDDINGS:
-                return await embeddings(llm, local, request, inputs)
+                return await embeddings(model, local, request, inputs)
             started = time.perf_counter()
-            if job.stream:
-                done = await streamed_chat(
-                    llm, local, job=job, request=request, params=params, events=events, text=text
-                )
-            else:
-                done = await chat(llm, local, params, text=text)
+            answering = Answering(model, local, job=job, request=request, params=params, events=events, text=text)
+            done = await answering.run()
             count_generation(worker.metrics, local.alias, done, seconds=time.perf_counter() - started)
             return done
     except ModelLoadFailed as exc:
@@ -78,6 +84,8 @@ async def answer(worker: LocalWorkerContext, job: InferenceJob, events: EventPub
         raise BodhiError(f"The local model '{local.alias}' could not be loaded.") from None
     except ValueError as exc:  # llama.cpp's way to refuse a request: a prompt longer than the context, ...
         raise InvalidRequest(str(exc)) from None
+    except EngineClosed:
+        raise ServiceUnavailable("The local model was unloaded before it finished this answer; retry.") from None
     except BodhiError:
         raise
     except Exception:
@@ -92,44 +100,82 @@ def count_generation(metrics: WorkerMetrics, alias: str, done: StreamEvent, *, s
     metrics.generation_seconds.labels(alias).inc(seconds)
 
 
-async def embeddings(llm: MeteredLlama, local: LocalModel, request: dict[str, Any], inputs: list[str]) -> StreamEvent:
-    vectors, prompt_tokens = await embed(llm, inputs)
+async def embeddings(model: LoadedModel, local: LocalModel, request: dict[str, Any], inputs: list[str]) -> StreamEvent:
+    if model.batcher is None:
+        async with model.exclusive() as llm:
+            vectors, prompt_tokens = await embed(llm, inputs)
+    else:  # batched with the other requests' inputs, between generation steps
+        batcher = model.batcher
+        limit = batcher.embedding_limit
+        # As llama-cpp-python's own embed: each input cut to what one batch holds.
+        tokens = await in_thread(lambda: [model.llm.tokenize(text.encode())[:limit] for text in inputs])
+        embedded = await batched.embed(batcher, tokens)
+        vectors, prompt_tokens = embedded.vectors, embedded.prompt_tokens
     body = request_params.embeddings_body(request, vectors, model=local.alias, prompt_tokens=prompt_tokens)
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens}
     return StreamEvent(EventKind.RESPONSE, data=body, meta={"usage": usage})
 
 
-async def chat(llm: MeteredLlama, local: LocalModel, params: dict[str, Any], *, text: bool = False) -> StreamEvent:
-    """A non-streamed chat completion, or (``text``) a legacy text completion."""
-    completion, usage = await (complete_text if text else complete_chat)(llm, params)
-    completion["model"] = local.alias
-    meta = {"usage": request_params.usage_meta(usage)}
-    return StreamEvent(EventKind.RESPONSE, data=request_params.to_json(completion), meta=meta)
+@dataclass
+class Answering:
+    """One chat or text completion: batched when the model batches and the request allows it (``prompts``),
+    llama-cpp-python's own call on the whole context otherwise."""
 
+    model: LoadedModel
+    local: LocalModel
+    job: InferenceJob
+    request: dict[str, Any]
+    params: dict[str, Any]
+    events: EventPublisher
+    text: bool
+    last: Chunk = field(default_factory=dict)
 
-async def streamed_chat(
-    llm: MeteredLlama,
-    local: LocalModel,
-    *,
-    job: InferenceJob,
-    request: dict[str, Any],
-    params: dict[str, Any],
-    events: EventPublisher,
-    text: bool = False,
-) -> StreamEvent:
-    """A streamed chat completion, or (``text``) a legacy text completion."""
-    last: Chunk = {}
+    async def run(self) -> StreamEvent:
+        model = self.model
+        prepare = prompts.text_request if self.text else prompts.chat_request
+        sequence = await in_thread(lambda: prepare(model.llm, self.params))
+        if sequence is not None:
+            prompts.check_fits(
+                len(sequence.prompt),
+                limit=model.slot_context,
+                n_ctx=int(model.llm.n_ctx()),
+                n_parallel=model.n_parallel,
+                param="prompt" if self.text else "messages",
+            )
+        if sequence is not None and model.batcher is not None:
+            return await self._batched(model.batcher, sequence)
+        async with model.exclusive() as llm:
+            if self.job.stream:
+                usage = await (stream_text if self.text else stream_chat)(llm, self.params, self._emit)
+                return self._done(usage)
+            completion, usage = await (complete_text if self.text else complete_chat)(llm, self.params)
+            return self._response(completion, usage)
 
-    def emit(chunk: Chunk) -> None:
-        nonlocal last
-        chunk["model"] = local.alias
-        last = chunk
-        events.chunk(request_params.sse_frame(chunk))
+    async def _batched(self, batcher: BatchingEngine, sequence: SequenceRequest) -> StreamEvent:
+        alias = self.local.alias
+        if self.job.stream:
+            stream = batched.stream_text if self.text else batched.stream_chat
+            return self._done(await stream(batcher, sequence, self._emit, model=alias))
+        complete = batched.complete_text if self.text else batched.complete_chat
+        completion = await complete(batcher, sequence, model=alias)
+        return self._response(completion, completion["usage"])
 
-    usage = await (stream_text if text else stream_chat)(llm, params, emit)
-    if job.relay_usage_chunk and request_params.wants_usage_chunk(request):
-        head: dict[str, Any] = {
-            key: last[key] for key in ("id", "object", "created", "model", "system_fingerprint") if key in last
-        }
-        events.chunk(request_params.sse_frame({**head, "choices": [], "usage": usage}))
-    return StreamEvent(EventKind.DONE, meta={"usage": usage})
+    def _emit(self, chunk: Chunk) -> None:
+        chunk["model"] = self.local.alias
+        self.last = chunk
+        self.events.chunk(request_params.sse_frame(chunk))
+
+    def _done(self, usage: dict[str, int]) -> StreamEvent:
+        if self.job.relay_usage_chunk and request_params.wants_usage_chunk(self.request):
+            head: dict[str, Any] = {
+                key: self.last[key]
+                for key in ("id", "object", "created", "model", "system_fingerprint")
+                if key in self.last
+            }
+            self.events.chunk(request_params.sse_frame({**head, "choices": [], "usage": usage}))
+        return StreamEvent(EventKind.DONE, meta={"usage": usage})
+
+    def _response(self, completion: Chunk, usage: dict[str, Any]) -> StreamEvent:
+        completion["model"] = self.local.alias
+        meta = {"usage": request_params.usage_meta(usage)}
+        return StreamEvent(EventKind.RESPONSE, data=request_params.to_json(completion), meta=meta)

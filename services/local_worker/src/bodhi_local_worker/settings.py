@@ -7,6 +7,9 @@ class LocalWorkerSettings(RedisSettings, DrainSettings, WorkerMetricsSettings):
 
     # Models kept loaded between requests; loading another unloads the least recently used.
     local_max_loaded_models: int = 2
+    # Requests each loaded model serves at once (batched), for aliases whose context params set no n_parallel;
+    # None: 4 on the CPU, 8 on a GPU (models.n_parallel_of).
+    local_n_parallel: int | None = None
     gpu: int | None = None  # the CUDA device this worker is pinned to; None: the CPU
     local_models: str | None = None  # comma-separated aliases; None: every alias in the catalogue
     job_timeout: float = 3600.0

@@ -42,7 +42,7 @@ async def run_local_worker(settings: LocalWorkerSettings) -> None:
     signals.install(asyncio.get_running_loop())
     cancels = CancelRegistry(pool, keys.cancel_channel)
     await cancels.start()
-    models = ModelCache(settings.local_max_loaded_models, gpu=settings.gpu)
+    models = ModelCache(settings.local_max_loaded_models, gpu=settings.gpu, n_parallel=settings.local_n_parallel)
     metrics = WorkerMetrics()
     metrics.loaded_models.set_function(lambda: models.loaded_count)
     context = LocalWorkerContext(
@@ -105,7 +105,8 @@ async def serve_until(
             if changed.is_set() or time.monotonic() >= next_read:
                 changed.clear()  # before reading: a change made during the read sets it again
                 next_read = time.monotonic() + settings.local_catalogue_interval
-                await consumers.serve(await wanted_aliases(redis, settings.redis_keys, settings.model_aliases))
+                catalogue = await read_catalogue(redis, settings.redis_keys)
+                await consumers.serve(wanted_aliases(catalogue, settings.model_aliases), catalogue)
             else:
                 await consumers.advertise()
         except Exception:  # Redis briefly unreachable: liveness lapses, the next round tries again

@@ -121,6 +121,13 @@ class ContextParams(_Params):
     n_gpu_layers: int | None = Field(default=None, ge=-1, description="Layers offloaded to the GPU; -1: all.")
     n_batch: int | None = Field(default=None, ge=1)
     n_threads: int | None = Field(default=None, ge=1)
+    n_parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Requests served at once (continuous batching); n_ctx is split between them. Default: 4 on the "
+        "CPU, 8 on a GPU, fewer where a request would get under 512 tokens; 1: one request at a time.",
+    )
     main_gpu: int | None = Field(default=None, ge=0)
     rope_freq_base: float | None = Field(default=None, ge=0)
     rope_freq_scale: float | None = Field(default=None, ge=0)

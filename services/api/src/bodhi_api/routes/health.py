@@ -2,7 +2,8 @@
 recently) and the readiness probe (``/ready``: 200 only when this replica can answer an inference request now).
 
 ``/health`` is 200 while Postgres, Redis and the subscription are up, whatever the workers: it says how many there
-are. ``/ready`` also needs at least one live worker (of any kind), so a load balancer or Kubernetes sends no traffic
+are, and the local workers' slots in use and free (the requests they can run at once: ``heartbeat.live_slots``).
+``/ready`` also needs at least one live worker (of any kind), so a load balancer or Kubernetes sends no traffic
 to a replica whose requests would all wait for a worker and end in 503.
 """
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from bodhi_api.deps import ResourcesDep
 from bodhi_api.resources import Resources
-from bodhi_shared.heartbeat import has_live_member, live_workers
+from bodhi_shared.heartbeat import has_live_member, live_slots, live_workers
 from bodhi_shared.redis_keys import LOCAL_WORKER_KIND, REMOTE_WORKER_KIND
 
 router = APIRouter(tags=["health"])
@@ -43,10 +44,12 @@ async def health(resources: ResourcesDep) -> JSONResponse:
     postgres = await _check(resources.db.fetchval("SELECT 1"))
     redis = await _check(resources.redis.ping())
     workers: dict[str, Any] = {}
+    slots: dict[str, Any] = {}
     if redis == "ok":
         ttl = resources.settings.heartbeat_ttl
         for kind in (REMOTE_WORKER_KIND, LOCAL_WORKER_KIND):
             workers[kind] = len(await live_workers(resources.redis, resources.keys, kind=kind, ttl=ttl))
+        slots[LOCAL_WORKER_KIND] = await live_slots(resources.redis, resources.keys, kind=LOCAL_WORKER_KIND, ttl=ttl)
     # The replica's pub/sub subscription: while it is down no answer reaches this replica's clients.
     listener = resources.hub.listener
     listeners = {listener.name: listener.state} if listener is not None else {}
@@ -57,6 +60,7 @@ async def health(resources: ResourcesDep) -> JSONResponse:
         "redis": redis,
         "listeners": listeners,
         "workers": workers,
+        "slots": slots,
     }
     return JSONResponse(body, status_code=200 if healthy else 503, headers=NO_STORE)
 
