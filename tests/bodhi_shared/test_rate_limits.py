@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from arq import ArqRedis
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bodhi_shared.queue import QueueFull, create_queue_pool, enqueue_if_capacity
-from bodhi_shared.rate_limits import BUDGET, RPM, TPM, LimitCheck, LimitExceeded, charge
+from bodhi_shared.rate_limits import BUDGET, RPM, TPM, Charges, LimitCheck, LimitExceeded, charge
 
 
 async def enqueue(pool: ArqRedis, queue: str, limits: list[LimitCheck], *, depth_limit: int = 1000) -> Any:
@@ -84,3 +86,54 @@ async def test_tokens_are_charged_after_and_checked_before(pool_and_queue: Any) 
     assert 29_000 <= over.value.retry_after_ms <= 31_000  # 49 tokens over, plus one to spend: 30 s at 100/min
     assert int(await pool.get(budget.key)) == 149
     assert 0 < await pool.pttl(budget.key) <= 120_000
+
+
+class CountingEvals:
+    """A real Redis client that counts its script calls (round trips of ``Charges``)."""
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis, self.evals = redis, 0
+
+    async def eval(self, *args: Any) -> Any:
+        self.evals += 1
+        return await self.redis.eval(*args)  # type: ignore[misc]  # sync|async union
+
+
+async def test_charges_of_many_requests_are_summed_per_key_and_written_in_one_round_trip(pool_and_queue: Any) -> None:
+    pool, queue = pool_and_queue
+    one = LimitCheck(f"{queue}:budget:one", BUDGET, 10_000, "this API token", period_ms=60_000, period="day")
+    user = LimitCheck(f"{queue}:budget:user", BUDGET, 10_000, "your account", period_ms=60_000, period="day")
+    tpm = LimitCheck(f"{queue}:tpm", TPM, 6000, "this API token")
+    rpm = LimitCheck(f"{queue}:rpm", RPM, 10, "this API token")
+    spawned: list[asyncio.Task[Any]] = []
+    counting = CountingEvals(pool)
+    charges = Charges(cast(Redis, counting), lambda work: spawned.append(asyncio.create_task(work)))
+
+    charges.add([rpm, one, user, tpm], 100)  # three requests finish within the interval
+    charges.add([user], 20)
+    charges.add([one, user], 5)
+    assert len(spawned) == 1  # one flush for all of them
+    await asyncio.gather(*spawned)
+
+    assert counting.evals == 1
+    assert (int(await pool.get(one.key)), int(await pool.get(user.key))) == (105, 125)
+    assert await pool.get(rpm.key) is None  # requests per minute are counted at enqueue, not charged after
+    assert 900 <= float(await pool.get(tpm.key)) - time.time() * 1000 <= 1001  # 100 tokens at 6000/min: 1 s on
+    charges.add([one], 1)  # the next interval's
+    assert len(spawned) == 2
+
+
+async def test_a_charge_redis_refused_is_kept_for_the_next_flush(pool_and_queue: Any) -> None:
+    pool, queue = pool_and_queue
+    budget = LimitCheck(f"{queue}:budget", BUDGET, 10_000, "this API token", period_ms=60_000, period="day")
+    away = Redis.from_url("redis://127.0.0.1:1")  # nothing listens there: every call fails
+    charges = Charges(away, lambda work: work.close())  # flushed by hand here
+    charges.add([budget], 30)
+    with pytest.raises(RedisError):
+        await charges.flush()
+    await away.aclose()
+    charges._redis = pool  # Redis is back
+    charges.add([budget], 12)
+    await charges.flush()
+
+    assert int(await pool.get(budget.key)) == 42

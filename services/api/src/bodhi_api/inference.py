@@ -32,7 +32,7 @@ from bodhi_api.usage import UsageRecord, tokens_of
 from bodhi_shared.contract import INFERENCE_FUNCTION, Endpoint, EventKind, InferenceJob, StreamEvent
 from bodhi_shared.errors import BodhiError, ModelNotFound
 from bodhi_shared.openai_wire import parse_inference_request
-from bodhi_shared.rate_limits import RPM, LimitCheck, LimitState, charge
+from bodhi_shared.rate_limits import LimitCheck, LimitState
 
 if TYPE_CHECKING:
     from bodhi_api.inbound_formats import InboundRequest
@@ -126,8 +126,8 @@ class RequestTimer:
         metrics.tokens.labels(self.model, "in").inc(prompt or 0)
         metrics.tokens.labels(self.model, "out").inc(completion or 0)
         used = total if total is not None else (prompt or 0) + (completion or 0)
-        if used and any(c.kind != RPM for c in self.limits):  # off the request path: one round trip
-            self.resources.spawn(charge(self.resources.redis, self.limits, used))
+        if used and self.limits:  # off the request path, with other requests' charges (``Charges``)
+            self.resources.charges.add(self.limits, used)
         if self.router is not None and self.router.strategy == "least_busy" and self.target is not None:
             resources = self.resources
             resources.spawn(

@@ -24,6 +24,7 @@ from bodhi_api.usage import UsageRecorder
 from bodhi_shared.migrate import migrate
 from bodhi_shared.postgres import create_pool
 from bodhi_shared.queue import create_queue_pool
+from bodhi_shared.rate_limits import Charges
 from bodhi_shared.redis_keys import RedisKeys
 from bodhi_shared.worker_keys import WorkerKeyMissing
 
@@ -53,6 +54,11 @@ class Resources:
     token_cache: TokenCache
     route_cache: RouteCache
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Tokens used by finished requests, charged to tokens-per-minute limits and budgets in batches.
+    charges: Charges = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "charges", Charges(self.redis, self.spawn))
 
     async def credentials_changed(self) -> None:
         """A token or a user's role changed: every replica drops its cached token checks now."""
@@ -86,6 +92,7 @@ class Resources:
             log.warning("background task failed: %r", task.exception())
 
     async def drain(self) -> None:
+        """Wait for the bookkeeping under way (``spawn``), pending charges included."""
         await asyncio.gather(*self._background, return_exceptions=True)
 
 
@@ -133,6 +140,8 @@ async def open_resources(settings: ApiSettings) -> AsyncIterator[Resources]:
             yield resources
         finally:
             await resources.drain()
+            with contextlib.suppress(Exception):  # Redis away at shutdown: those charges are lost, as before
+                await resources.charges.flush()
             await usage.stop()
             await hub.stop()
             await redis.aclose()
