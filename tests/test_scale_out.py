@@ -179,7 +179,9 @@ def cluster(
         created = httpx.post(
             f"{api_urls[0]}/bodhi/v1/models/alias",
             headers=auth,
-            json={"alias": alias, "path": str(model_path), "context_params": {"n_ctx": 1024}},
+            # One request at a time per worker (no batching: tests/bodhi_local_worker has those), so that
+            # requests queue for the alias and a killed worker leaves a queue to the other (test f).
+            json={"alias": alias, "path": str(model_path), "context_params": {"n_ctx": 1024, "n_parallel": 1}},
             timeout=20,
         )
         assert created.status_code == 201, created.text

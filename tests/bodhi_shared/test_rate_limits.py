@@ -121,6 +121,8 @@ async def test_charges_of_many_requests_are_summed_per_key_and_written_in_one_ro
     assert 900 <= float(await pool.get(tpm.key)) - time.time() * 1000 <= 1001  # 100 tokens at 6000/min: 1 s on
     charges.add([one], 1)  # the next interval's
     assert len(spawned) == 2
+    await spawned[1]  # before the pool closes
+    assert int(await pool.get(one.key)) == 106
 
 
 async def test_a_charge_redis_refused_is_kept_for_the_next_flush(pool_and_queue: Any) -> None:

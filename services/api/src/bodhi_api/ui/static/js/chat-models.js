@@ -1,16 +1,19 @@
 // The model selector: a text input with a listbox of the served models (the ARIA combobox pattern), grouped by
-// source: local models first, then each API model under its name, ids as clients send them (with any prefix).
+// source: routers first, then local models, then each API model under its name, ids as clients send them (with
+// any prefix).
 // Typing filters the list; arrows move through it, Enter picks, Escape closes. Any typed id may be used, even
 // one the gateway no longer lists (a chat's old model): the gateway then says what is wrong.
 import { h } from "./dom.js";
 
-// [{label, models: [id, ...]}] in the API's order (GET /bodhi/v1/models lists local aliases first).
+const SOURCE_LABELS = { router: "Routers", local: "Local models" };
+
+// [{label, models: [id, ...]}] in the API's order (GET /bodhi/v1/models lists routers, then local aliases first).
 export function groupModels(models) {
   const groups = new Map();
   for (const model of models) {
-    const key = model.source === "local" ? "local" : `api:${model.api_model_id}`;
+    const key = model.source in SOURCE_LABELS ? model.source : `api:${model.api_model_id}`;
     if (!groups.has(key)) {
-      const label = model.source === "local" ? "Local models" : `${model.api_model_name} (API model)`;
+      const label = SOURCE_LABELS[model.source] ?? `${model.api_model_name} (API model)`;
       groups.set(key, { label, models: [] });
     }
     groups.get(key).models.push(model.id);
