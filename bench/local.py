@@ -33,7 +33,7 @@ import httpx
 
 if __package__:  # imported as `bench.local` (deploy/gpu_check.py imports write_bench_gguf): bench/ is not on sys.path
     from bench import common, local_batching
-    from bench.local_gateway import Gateway, concurrent, redis_cpu_seconds
+    from bench.local_gateway import ConcurrentRuns, Gateway, concurrent, redis_cpu_seconds
     from bench.local_machine import Watch
     from bench.local_model import (
         MODEL_PATH,
@@ -48,7 +48,7 @@ if __package__:  # imported as `bench.local` (deploy/gpu_check.py imports write_
 else:  # run as a script: bench/ is the script directory
     import common  # puts the repository root on sys.path, for `tests.support`
     import local_batching
-    from local_gateway import Gateway, concurrent, redis_cpu_seconds
+    from local_gateway import ConcurrentRuns, Gateway, concurrent, redis_cpu_seconds
     from local_machine import Watch
     from local_model import MODEL_PATH, N_EMBD, N_FF, N_HEAD, N_LAYER, ensure_model, write_bench_gguf
     from local_streams import SEED, Stream, chat_body, stream_http, stream_in_process
@@ -197,25 +197,13 @@ def measure_single(
 
 
 @dataclass
-class Scaling:
+class Scaling(ConcurrentRuns):
     """One setup's runs of ``CONCURRENT`` simultaneous streams (each run: its streams and its wall time)."""
 
     label: str
     alias: str
     workers: int
     runs: list[tuple[list[Stream], float]] = field(default_factory=list)
-
-    @property
-    def throughputs(self) -> list[float]:
-        return [sum(stream.tokens for stream in streams) / wall for streams, wall in self.runs]
-
-    @property
-    def throughput(self) -> float:
-        return statistics.median(self.throughputs)
-
-    @property
-    def streams(self) -> list[Stream]:
-        return [stream for streams, _ in self.runs for stream in streams]
 
     def per_worker(self) -> str:
         """Requests per worker in each run, e.g. ``4+4, 5+3``."""

@@ -27,13 +27,13 @@ import httpx
 
 if __package__:  # imported as `bench.local_batching` (by bench/local.py run from elsewhere)
     from bench import common
-    from bench.local_gateway import Gateway, concurrent
+    from bench.local_gateway import ConcurrentRuns, Gateway, concurrent
     from bench.local_machine import Watch
     from bench.local_model import MODEL_PATH, N_EMBD, N_LAYER, ensure_model
     from bench.local_streams import PROMPT, SEED, Stream, stream_http
 else:  # run as a script, or imported by bench/local.py: bench/ is the script directory
     import common
-    from local_gateway import Gateway, concurrent
+    from local_gateway import ConcurrentRuns, Gateway, concurrent
     from local_machine import Watch
     from local_model import MODEL_PATH, N_EMBD, N_LAYER, ensure_model
     from local_streams import PROMPT, SEED, Stream, stream_http
@@ -66,24 +66,12 @@ class Plan:
 
 
 @dataclass
-class Cell:
+class Cell(ConcurrentRuns):
     """One path at one concurrency: its runs (the streams, and the wall time until the last ended)."""
 
     path: str
     concurrency: int
     runs: list[tuple[list[Stream], float]] = field(default_factory=list)
-
-    @property
-    def throughputs(self) -> list[float]:
-        return [sum(s.tokens for s in streams) / wall for streams, wall in self.runs]
-
-    @property
-    def throughput(self) -> float:
-        return statistics.median(self.throughputs)
-
-    @property
-    def streams(self) -> list[Stream]:
-        return [stream for streams, _ in self.runs for stream in streams]
 
     @property
     def ttft_p50(self) -> float:

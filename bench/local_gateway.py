@@ -4,6 +4,7 @@ started beside it (bench/common.py starts the processes)."""
 from __future__ import annotations
 
 import asyncio
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,25 @@ async def _concurrent(gateway: Gateway, alias: str, count: int, max_tokens: int,
                 )
             )
         )
+
+
+class ConcurrentRuns:
+    """Runs of streams sent at once (``runs``: each run's streams and its wall time until the last ended), with
+    their aggregate tokens/s: what the local benchmarks' setups and cells have in common."""
+
+    runs: list[tuple[list[Stream], float]]
+
+    @property
+    def throughputs(self) -> list[float]:
+        return [sum(stream.tokens for stream in streams) / wall for streams, wall in self.runs]
+
+    @property
+    def throughput(self) -> float:
+        return statistics.median(self.throughputs)
+
+    @property
+    def streams(self) -> list[Stream]:
+        return [stream for streams, _ in self.runs for stream in streams]
 
 
 def concurrent(gateway: Gateway, alias: str, count: int, *, max_tokens: int, first_index: int, budget: float) -> Any:
