@@ -75,6 +75,10 @@ async def test_the_usage_page_shows_a_chats_tokens_in_the_table_and_the_chart(
     await check_accessibility(page)
     await screenshot(page, "usage-api-model")
 
+    await page.get_by_label("Group by").select_option("target")  # the model that answered: here the one asked for
+    await expect(page.locator("#usage-table thead th").first).to_have_text("Served model")
+    await expect(page.locator("#usage-table tbody tr", has_text=model)).to_be_visible()
+
 
 async def test_the_period_picks_and_the_date_inputs_choose_the_days(
     signed_in_page: Page, register_upstream: RegisterUpstream

@@ -1,5 +1,5 @@
-// The usage page: GET /bodhi/v1/usage grouped by model, user, API model or token over a period of days, as a
-// table (with the cost in US dollars at the models' prices, and what no price covers) and as a uPlot bar chart of
+// The usage page: GET /bodhi/v1/usage grouped by model, user, API model, token or served model (a router's
+// target) over a period of days, as a table (with the cost in US dollars at the models' prices, and what no price covers) and as a uPlot bar chart of
 // the total tokens per group (the table is the chart's text alternative). The prices are prices.js's.
 import { get } from "./api.js";
 import { h } from "./dom.js";
@@ -12,6 +12,8 @@ const GROUPS = {
   user: { name: "user", title: "User", none: "(deleted user)" },
   api_model: { name: "API model", title: "API model", none: "Local models" },
   token: { name: "token", title: "Token", none: "(signed-in sessions)" },
+  // the model that answered: a router's target, else the model asked for
+  target: { name: "served model", title: "Served model", none: "(no model)" },
 };
 const DAY_MS = 24 * 60 * 60 * 1000;
 const LABEL_CHARS = 18; // a bar's label is cut to this, or to what fits its slot, up to MAX_LABEL_CHARS
