@@ -61,7 +61,8 @@ async def test_create_list_update_delete(
     assert created.json()["source"] == "user"
 
     listed = (await client.get("/bodhi/v1/models")).json()["data"]
-    assert listed[0]["source"] == "local"  # local aliases come first
+    sources = [e["source"] for e in listed]
+    assert sources == sorted(sources, key=["router", "local", "api"].index)  # routers, then local aliases, first
     assert {"id": alias, "source": "local", "api_model_id": None} in [
         {k: e[k] for k in ("id", "source", "api_model_id")} for e in listed
     ]
