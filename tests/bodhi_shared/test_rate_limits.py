@@ -14,7 +14,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bodhi_shared.queue import QueueFull, create_queue_pool, enqueue_if_capacity
-from bodhi_shared.rate_limits import BUDGET, RPM, TPM, Charges, LimitCheck, LimitExceeded, charge
+from bodhi_shared.rate_limits import BUDGET, RPM, TPM, Charges, LimitCheck, LimitExceeded
+
+
+async def charge(pool: ArqRedis, checks: list[LimitCheck], tokens: int) -> None:
+    """What a finished request is charged, written at once (``Charges`` flushed by hand, not after its interval)."""
+    charges = Charges(pool, lambda later: later.close())
+    charges.add(checks, tokens)
+    await charges.flush()
 
 
 async def enqueue(pool: ArqRedis, queue: str, limits: list[LimitCheck], *, depth_limit: int = 1000) -> Any:

@@ -126,6 +126,15 @@ class Account:
     def username(self) -> str:
         return self.user.username
 
+    async def add_api_model(
+        self, models: list[str], *, name: str = "Example", base_url: str = "https://api.example.com/v1", **more: Any
+    ) -> None:
+        """An API model serving ``models`` on a provider nobody calls (a fake worker answers); the test fails
+        unless it is created. ``more``: other fields of the body (``prefix``)."""
+        body = {"name": name, "base_url": base_url, "api_key": "sk-" + "9" * 30, "models": models, **more}
+        created = await self.client.post("/bodhi/v1/models/api", json=body)
+        assert created.status_code == 201, created.text
+
 
 @dataclass
 class InProcessApp:

@@ -20,8 +20,9 @@ from bodhi_api import inference
 from bodhi_api.auth.limits import Limits, PrincipalLimits
 from bodhi_api.auth.roles import Role
 from bodhi_shared.queue import create_queue_pool, enqueue_if_capacity
-from bodhi_shared.rate_limits import BUDGET, BUDGET_MARGIN_MS, LimitCheck, LimitExceeded, charge
+from bodhi_shared.rate_limits import BUDGET, BUDGET_MARGIN_MS, LimitCheck, LimitExceeded
 from bodhi_shared.redis_keys import RedisKeys
+from tests.bodhi_shared.test_rate_limits import charge
 from tests.inprocess.fake_worker import USAGE, FakeWorker, text_answer
 from tests.inprocess.harness import InProcessApp, assert_error
 from tests.support.backing import new_name
@@ -100,12 +101,7 @@ async def test_a_tokens_daily_budget_spent_today_admits_again_tomorrow(
     bodhi: InProcessApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     power_user = await bodhi.account(Role.POWER_USER)
-    created = await power_user.client.post(
-        "/bodhi/v1/models/api",
-        json={"name": "Example", "base_url": "https://api.example.com/v1", "api_key": "sk-" + "6" * 30}
-        | {"models": [MODEL]},
-    )
-    assert created.status_code == 201, created.text
+    await power_user.add_api_model([MODEL])
     owner = await bodhi.session_client(await bodhi.create_user(Role.USER))
     token = await owner.post(
         "/bodhi/v1/tokens", json={"name": new_name("t"), "budget_tokens": USED, "budget_period": "day"}

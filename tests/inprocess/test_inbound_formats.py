@@ -29,16 +29,7 @@ MESSAGE = {"model": MODEL, "max_tokens": 32, "messages": [{"role": "user", "cont
 @pytest.fixture
 async def model(power_user: Account) -> str:
     """An API model (a provider nobody calls: the fake worker answers)."""
-    created = await power_user.client.post(
-        "/bodhi/v1/models/api",
-        json={
-            "name": "Example",
-            "base_url": "https://api.example.com/v1",
-            "api_key": "sk-" + "9" * 30,
-            "models": [MODEL],
-        },
-    )
-    assert created.status_code == 201, created.text
+    await power_user.add_api_model([MODEL])
     return MODEL
 
 
@@ -264,16 +255,7 @@ async def test_a_failure_after_keep_alives_still_opens_a_responses_stream(app_fa
 
     async with app_factory(sse_keepalive_interval=0.1) as bodhi:
         account = await bodhi.account(Role.POWER_USER)
-        created = await account.client.post(
-            "/bodhi/v1/models/api",
-            json={
-                "name": "E",
-                "base_url": "https://api.example.com/v1",
-                "api_key": "sk-" + "9" * 30,
-                "models": [MODEL],
-            },
-        )
-        assert created.status_code == 201, created.text
+        await account.add_api_model([MODEL], name="E")
         async with FakeWorker(bodhi, refused).running():
             response = await account.client.post("/v1/responses", json={"model": MODEL, "input": "Hi", "stream": True})
             message = await account.client.post("/v1/messages", json={**MESSAGE, "stream": True})

@@ -22,16 +22,7 @@ PROMPT, COMPLETION, TOTAL = USAGE["prompt_tokens"], USAGE["completion_tokens"], 
 
 @pytest.fixture
 async def models(power_user: Account) -> list[str]:
-    created = await power_user.client.post(
-        "/bodhi/v1/models/api",
-        json={
-            "name": "Example",
-            "base_url": "https://api.example.com/v1",
-            "api_key": "sk-" + "7" * 30,
-            "models": [PRICED, FREE_OF_PRICE],
-        },
-    )
-    assert created.status_code == 201, created.text
+    await power_user.add_api_model([PRICED, FREE_OF_PRICE])
     return [PRICED, FREE_OF_PRICE]
 
 
@@ -90,12 +81,7 @@ async def test_a_manager_sets_lists_replaces_and_deletes_a_price(
 async def test_a_price_is_for_a_served_id_of_any_kind_with_slashes(
     bodhi: InProcessApp, models: list[str], manager: httpx.AsyncClient, power_user: Account
 ) -> None:
-    prefixed = await power_user.client.post(
-        "/bodhi/v1/models/api",
-        json={"name": "Routed", "base_url": "https://r.example.com/v1", "api_key": "sk-" + "8" * 30, "prefix": "r/"}
-        | {"models": ["org/model"]},
-    )
-    assert prefixed.status_code == 201, prefixed.text
+    await power_user.add_api_model(["org/model"], name="Routed", base_url="https://r.example.com/v1", prefix="r/")
     set_ = await manager.put(f"{PRICES}/r/org/model", json={"input_per_million": 1, "output_per_million": 2})
     assert set_.status_code == 200, set_.text
     assert set_.json()["model_id"] == "r/org/model"

@@ -24,16 +24,7 @@ USED = USAGE["total_tokens"]  # what each fake answer reports: 10 tokens
 
 @pytest.fixture
 async def model(power_user: Account) -> str:
-    created = await power_user.client.post(
-        "/bodhi/v1/models/api",
-        json={
-            "name": "Example",
-            "base_url": "https://api.example.com/v1",
-            "api_key": "sk-" + "9" * 30,
-            "models": [MODEL],
-        },
-    )
-    assert created.status_code == 201, created.text
+    await power_user.add_api_model([MODEL])
     return MODEL
 
 

@@ -171,12 +171,6 @@ async def _charge(redis: Redis, charges: dict[str, tuple[LimitKind, int, int]]) 
     await redis.eval(_CHARGE, len(charges), *charges, *args)  # type: ignore[misc]  # sync|async union
 
 
-async def charge(redis: Redis, checks: Sequence[LimitCheck], tokens: int) -> None:
-    """Charge ``tokens`` used by a finished request to its ``tpm`` and ``budget`` limits now (one round trip)."""
-    if tokens > 0 and (charged := _charged(checks)):
-        await _charge(redis, {key: (kind, n, tokens) for key, kind, n in charged})
-
-
 class Charges:
     """The tokens finished requests used, summed per limit key and charged together ``FLUSH_S`` after the first
     (``spawn`` runs that off the request path): one round trip per interval, not one per request, which on a busy

@@ -10,7 +10,7 @@ import uuid
 
 import asyncpg
 
-from bodhi_api.http_errors import Conflict
+from bodhi_api.http_errors import Conflict, NotFound
 
 # Serialises saves of API models and aliases so the clash check and the claim see the same table.
 SAVE_LOCK_ID = 0x0B0D43
@@ -56,3 +56,11 @@ async def refuse_clash(
         "Choose another name, or a prefix that makes the ids unique.",
         param=param,
     )
+
+
+def named_in_path(name: str, *, what: str, names: str) -> str:
+    """A served id (``what``: `local alias`, `router`) named in a URL path, as it is; 404 if it holds a control
+    character or a lone surrogate: no served id does, and Postgres would refuse NUL (a 500)."""
+    if any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in name):
+        raise NotFound(f"No {what} with that name: {names} hold no control characters.")
+    return name

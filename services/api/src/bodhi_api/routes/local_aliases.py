@@ -32,6 +32,7 @@ from bodhi_api.local_aliases.store import (
     save_alias,
 )
 from bodhi_api.resources import Resources
+from bodhi_api.served_ids import named_in_path
 from bodhi_shared.errors import InvalidRequest
 
 router = APIRouter(tags=["local-aliases"])
@@ -117,10 +118,7 @@ async def aliases_changed(resources: Resources) -> None:
 
 
 def _named(alias: str) -> str:
-    """An alias named in a path: Postgres refuses NUL (a 500), and no alias holds a control character anyway."""
-    if any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in alias):
-        raise NotFound("No local alias with that name: alias names hold no control characters.")
-    return alias
+    return named_in_path(alias, what="local alias", names="alias names")
 
 
 async def _existing(resources: Resources, alias: str) -> Any:

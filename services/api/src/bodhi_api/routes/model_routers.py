@@ -16,6 +16,7 @@ from bodhi_api.model_routers.picking import cooling_down
 from bodhi_api.model_routers.schemas import RouterCreate, RouterList, RouterPublic, RouterUpdate
 from bodhi_api.model_routers.store import delete_router, get_router, list_routers, save_router
 from bodhi_api.resources import Resources
+from bodhi_api.served_ids import named_in_path
 
 router = APIRouter(tags=["routers"])
 BASE = "/bodhi/v1/routers"
@@ -44,8 +45,8 @@ async def routers_get(model_id: str, principal: AnyUser, resources: ResourcesDep
 async def routers_update(
     model_id: str, body: RouterUpdate, principal: Manager, resources: ResourcesDep
 ) -> RouterPublic:
-    await _existing(resources, model_id)
-    if not await save_router(resources.db, _named(model_id), body, create=False):
+    await _row(resources, model_id)  # 404 before the targets are checked
+    if not await save_router(resources.db, model_id, body, create=False):
         raise NotFound(f"No router `{model_id}`.")
     await resources.routes_changed()
     return await _existing(resources, model_id)
@@ -64,15 +65,17 @@ def _public(row: asyncpg.Record, cooling: dict[str, float]) -> RouterPublic:
 
 
 def _named(model_id: str) -> str:
-    """A router named in a path: Postgres refuses NUL (a 500), and no router id holds a control character."""
-    if any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in model_id):
-        raise NotFound("No router with that name: router ids hold no control characters.")
-    return model_id
+    return named_in_path(model_id, what="router", names="router ids")
 
 
-async def _existing(resources: Resources, model_id: str) -> RouterPublic:
+async def _row(resources: Resources, model_id: str) -> asyncpg.Record:
     row = await get_router(resources.db, _named(model_id))
     if row is None:
         raise NotFound(f"No router `{model_id}`.")
-    cooling = await cooling_down(resources.redis, resources.keys, list(row["targets"]))
-    return RouterPublic.of(row, cooling)
+    return row
+
+
+async def _existing(resources: Resources, model_id: str) -> RouterPublic:
+    """The router with the targets cooling down now (one Redis round trip)."""
+    row = await _row(resources, model_id)
+    return _public(row, await cooling_down(resources.redis, resources.keys, list(row["targets"])))
