@@ -218,4 +218,25 @@ async def test_text_completions_are_batched_too(local_api: LocalApi, workers: Wo
     assert all(chunk["object"] == "text_completion" for chunk in chunks)
     assert "".join(chunk["choices"][0]["text"] for chunk in chunks) == completion["choices"][0]["text"]
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
-    assert streamed[-1].usage == completion["usage"]
+    counts = ("prompt_tokens", "completion_tokens", "total_tokens")  # cached_tokens: the first filled the slot
+    assert streamed[-1].usage is not None
+    assert {key: streamed[-1].usage[key] for key in counts} == {key: completion["usage"][key] for key in counts}
+
+
+async def test_the_next_turn_reports_the_prompt_tokens_its_slot_had_cached(
+    local_api: LocalApi, workers: Workers
+) -> None:
+    turn = {"max_tokens": 20, "temperature": 0, "logit_bias": NO_END}
+    history: list[dict[str, str]] = [{"role": "user", "content": "Tell me about a cat who lived in a library."}]
+    first = json.loads((await local_api.run(workers.alias_a, turn | {"messages": history}))[-1].data)
+    history += [first["choices"][0]["message"], {"role": "user", "content": "And then?"}]
+
+    second = json.loads((await local_api.run(workers.alias_a, turn | {"messages": history}))[-1].data)
+    streamed = await local_api.run(workers.alias_a, turn | {"messages": history, "stream": True})
+
+    cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+    # The first turn's prompt, at least, was in the slot's cache: only the rest of the history was read.
+    assert first["usage"]["prompt_tokens"] <= cached < second["usage"]["prompt_tokens"]
+    # The same prompt again: all of it but its last token, which is read again for the next token's logits.
+    assert streamed[-1].usage is not None
+    assert streamed[-1].usage["prompt_tokens_details"]["cached_tokens"] == second["usage"]["prompt_tokens"] - 1

@@ -57,14 +57,20 @@ async def run_sequence(engine: BatchingEngine, request: SequenceRequest, on_text
         engine.cancel(sequence)  # a no-op once it ended
 
 
-def usage_of(finished: Finished) -> dict[str, int]:
+def usage_of(finished: Finished) -> dict[str, Any]:
+    """OpenAI's usage, with the prompt tokens the slot's cache held (read again for nothing) as ``cached_tokens``."""
     prompt, completion = finished.prompt_tokens, finished.completion_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": finished.cached_tokens},
+    }
 
 
 async def stream_chat(
     engine: BatchingEngine, request: SequenceRequest, emit: Callable[[Chunk], None], *, model: str
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """A streamed chat completion: ``emit`` gets each ``chat.completion.chunk``; returns the usage."""
     head = {"id": f"chatcmpl-{uuid.uuid4()}", "model": model, "created": int(time.time())}
     head["object"] = "chat.completion.chunk"
@@ -90,7 +96,7 @@ async def stream_chat(
 
 async def stream_text(
     engine: BatchingEngine, request: SequenceRequest, emit: Callable[[Chunk], None], *, model: str
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """A streamed legacy text completion: ``emit`` gets each ``text_completion`` chunk; returns the usage."""
     head = {"id": f"cmpl-{uuid.uuid4()}", "object": "text_completion", "created": int(time.time()), "model": model}
 

@@ -165,7 +165,7 @@ class Answering:
         self.last = chunk
         self.events.chunk(request_params.sse_frame(chunk))
 
-    def _done(self, usage: dict[str, int]) -> StreamEvent:
+    def _done(self, usage: dict[str, Any]) -> StreamEvent:
         if self.job.relay_usage_chunk and request_params.wants_usage_chunk(self.request):
             head: dict[str, Any] = {
                 key: self.last[key]

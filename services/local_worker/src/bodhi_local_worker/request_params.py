@@ -145,9 +145,19 @@ def embeddings_body(request: dict[str, Any], vectors: list[list[float]], *, mode
     return to_json({"object": "list", "data": data, "model": model, "usage": usage})
 
 
-def usage_meta(usage: dict[str, Any]) -> dict[str, int]:
+def usage_meta(usage: dict[str, Any]) -> dict[str, Any]:
+    """The counts of a completion's usage, for its RESPONSE event (the cached prompt tokens too, where counted)."""
     prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    meta: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if isinstance(cached, int) and not isinstance(cached, bool):
+        meta["prompt_tokens_details"] = {"cached_tokens": cached}
+    return meta
 
 
 def to_json(value: Any) -> bytes:

@@ -22,6 +22,12 @@ function showAlert(error) {
   alertBox.hidden = false;
 }
 
+// As an action starts: the last action's alert and status go, so neither is read as this one's outcome.
+function clearMessages() {
+  alertBox.hidden = true;
+  status.textContent = "";
+}
+
 async function remove(price) {
   const sure = await confirmAction({
     title: `Delete the price of ${price.model_id}?`,
@@ -29,7 +35,7 @@ async function remove(price) {
     confirmLabel: "Delete price",
   });
   if (!sure) return;
-  alertBox.hidden = true;
+  clearMessages();
   try {
     await del(modelPath(price.model_id));
     await load();
@@ -86,6 +92,7 @@ form?.addEventListener("submit", async (event) => {
   const button = form.querySelector("button[type=submit]");
   const value = (name) => form.elements.namedItem(name).value.trim();
   clearErrors(form);
+  clearMessages();
   const modelId = value("model_id");
   if (!modelId) {
     showError(form, { message: "Enter the model id to price.", param: "model_id" });

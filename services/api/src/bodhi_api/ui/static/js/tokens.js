@@ -52,6 +52,12 @@ function showAlert(error) {
   alertBox.hidden = false;
 }
 
+// As an action starts: the last action's alert and status go, so neither is read as this one's outcome.
+function clearMessages() {
+  alertBox.hidden = true;
+  status.textContent = "";
+}
+
 // A row's button: its visible label, and the token's name for a screen reader ("Delete laptop").
 function rowButton(label, name, { danger = false, onClick }) {
   const kind = danger ? "button-danger" : "button-secondary";
@@ -64,7 +70,7 @@ function rowButton(label, name, { danger = false, onClick }) {
 }
 
 async function setStatus(token, next) {
-  alertBox.hidden = true;
+  clearMessages();
   try {
     await put(`/bodhi/v1/tokens/${encodeURIComponent(token.id)}`, { status: next });
     await load();
@@ -81,7 +87,7 @@ async function remove(token) {
     confirmLabel: "Delete token",
   });
   if (!sure) return;
-  alertBox.hidden = true;
+  clearMessages();
   try {
     await del(`/bodhi/v1/tokens/${encodeURIComponent(token.id)}`);
     await load();
@@ -138,6 +144,7 @@ form.addEventListener("submit", async (event) => {
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   clearErrors(form);
+  clearMessages();
   try {
     const value = (name) => form.elements.namedItem(name).value.trim();
     const body = { name: value("name"), scope: value("scope") };

@@ -23,6 +23,12 @@ function showAlert(error) {
   alertBox.hidden = false;
 }
 
+// As an action starts: the last action's alert and status go, so neither is read as this one's outcome.
+function clearMessages() {
+  alertBox.hidden = true;
+  status.textContent = "";
+}
+
 function roleSelect(user) {
   const id = `role-${user.id}`;
   const select = h(
@@ -34,7 +40,7 @@ function roleSelect(user) {
 }
 
 async function changeRole(user, select) {
-  alertBox.hidden = true;
+  clearMessages();
   const role = select.value;
   try {
     await put(`/bodhi/v1/users/${encodeURIComponent(user.id)}/role`, { role });
@@ -68,7 +74,7 @@ function modelsField(user) {
 }
 
 async function changeModels(user, input) {
-  alertBox.hidden = true;
+  clearMessages();
   const patterns = input.value.split(",").map((id) => id.trim()).filter(Boolean);
   try {
     await put(`/bodhi/v1/users/${encodeURIComponent(user.id)}/models`, {
@@ -139,7 +145,7 @@ function limitsEditor(user) {
 
 async function changeLimits(event, user, form) {
   event.preventDefault();
-  alertBox.hidden = true;
+  clearMessages();
   const value = (name) => form.elements.namedItem(name).value.trim();
   const body = {};
   for (const [name] of LIMIT_INPUTS) body[name] = value(name) ? Number(value(name)) : null;
@@ -160,7 +166,7 @@ async function remove(user) {
     confirmLabel: "Delete user",
   });
   if (!sure) return;
-  alertBox.hidden = true;
+  clearMessages();
   try {
     await del(`/bodhi/v1/users/${encodeURIComponent(user.id)}`);
     await load();
@@ -232,6 +238,7 @@ form.addEventListener("submit", async (event) => {
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   clearErrors(form);
+  clearMessages();
   const body = {
     username: form.elements.namedItem("username").value.trim(),
     password: form.elements.namedItem("password").value,
