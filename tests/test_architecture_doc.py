@@ -21,7 +21,8 @@ _HEAVY = ("bodhi_local_worker.engine", "bodhi_local_worker.generation", "bodhi_l
 
 
 # Dotted names of the OpenAI wire format and of ASGI, not of the code.
-_WIRE_FIELDS = ("stream_options.", "http.", "response.")  # ASGI message types (`http.disconnect`), Responses events
+# ASGI message types (`http.disconnect`), Responses events, usage fields (`prompt_tokens_details.cached_tokens`).
+_WIRE_FIELDS = ("stream_options.", "http.", "response.", "prompt_tokens_details.")
 
 
 def cited_names() -> list[str]:

@@ -6,27 +6,16 @@ import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded } from "./layout.js";
 import { formatUsd } from "./money.js";
+import { PageMessages } from "./page-messages.js";
 
 const table = document.getElementById("prices-table");
 const rows = table.querySelector("tbody");
 const status = document.getElementById("prices-status");
-const alertBox = document.getElementById("prices-alert");
+const messages = new PageMessages(status, document.getElementById("prices-alert"));
 const form = document.getElementById("price-form"); // only for managers and admins
 const mayPrice = table.dataset.mayPrice === "true";
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 const modelPath = (id) => `/bodhi/v1/prices/${id.split("/").map(encodeURIComponent).join("/")}`;
-
-function showAlert(error) {
-  if (handleSessionEnded(error)) return;
-  alertBox.textContent = error.message;
-  alertBox.hidden = false;
-}
-
-// As an action starts: the last action's alert and status go, so neither is read as this one's outcome.
-function clearMessages() {
-  alertBox.hidden = true;
-  status.textContent = "";
-}
 
 async function remove(price) {
   const sure = await confirmAction({
@@ -35,14 +24,10 @@ async function remove(price) {
     confirmLabel: "Delete price",
   });
   if (!sure) return;
-  clearMessages();
-  try {
+  await messages.run(async () => {
     await del(modelPath(price.model_id));
     await load();
-    status.textContent = `Deleted the price of ${price.model_id}.`;
-  } catch (error) {
-    showAlert(error);
-  }
+  }, `Deleted the price of ${price.model_id}.`);
 }
 
 function row(price) {
@@ -70,7 +55,7 @@ async function load() {
     prices = (await get("/bodhi/v1/prices")).data;
   } catch (error) {
     status.textContent = "";
-    showAlert(error);
+    messages.alert(error);
     return;
   }
   rows.replaceChildren(...prices.map(row));
@@ -92,7 +77,7 @@ form?.addEventListener("submit", async (event) => {
   const button = form.querySelector("button[type=submit]");
   const value = (name) => form.elements.namedItem(name).value.trim();
   clearErrors(form);
-  clearMessages();
+  messages.clear();
   const modelId = value("model_id");
   if (!modelId) {
     showError(form, { message: "Enter the model id to price.", param: "model_id" });

@@ -9,11 +9,12 @@ import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, ROLE_LABELS } from "./layout.js";
 import { budgetCell } from "./money.js";
+import { PageMessages } from "./page-messages.js";
 
 const form = document.getElementById("token-form");
 const rows = document.querySelector("#tokens-table tbody");
 const status = document.getElementById("tokens-status");
-const alertBox = document.getElementById("tokens-alert");
+const messages = new PageMessages(status, document.getElementById("tokens-alert"));
 const newToken = document.getElementById("new-token");
 const tokenValue = document.getElementById("new-token-value");
 const copyButton = document.getElementById("copy-token");
@@ -46,18 +47,6 @@ function statusBadge(token) {
   return h("span", { class: `badge ${active ? "badge-active" : "badge-inactive"}` }, active ? "Active" : "Inactive");
 }
 
-function showAlert(error) {
-  if (handleSessionEnded(error)) return;
-  alertBox.textContent = error.message;
-  alertBox.hidden = false;
-}
-
-// As an action starts: the last action's alert and status go, so neither is read as this one's outcome.
-function clearMessages() {
-  alertBox.hidden = true;
-  status.textContent = "";
-}
-
 // A row's button: its visible label, and the token's name for a screen reader ("Delete laptop").
 function rowButton(label, name, { danger = false, onClick }) {
   const kind = danger ? "button-danger" : "button-secondary";
@@ -70,14 +59,10 @@ function rowButton(label, name, { danger = false, onClick }) {
 }
 
 async function setStatus(token, next) {
-  clearMessages();
-  try {
+  await messages.run(async () => {
     await put(`/bodhi/v1/tokens/${encodeURIComponent(token.id)}`, { status: next });
     await load();
-    status.textContent = `${token.name} is ${next === "active" ? "active again" : "inactive: it no longer works"}.`;
-  } catch (error) {
-    showAlert(error);
-  }
+  }, `${token.name} is ${next === "active" ? "active again" : "inactive: it no longer works"}.`);
 }
 
 async function remove(token) {
@@ -87,14 +72,10 @@ async function remove(token) {
     confirmLabel: "Delete token",
   });
   if (!sure) return;
-  clearMessages();
-  try {
+  await messages.run(async () => {
     await del(`/bodhi/v1/tokens/${encodeURIComponent(token.id)}`);
     await load();
-    status.textContent = `Deleted ${token.name}.`;
-  } catch (error) {
-    showAlert(error);
-  }
+  }, `Deleted ${token.name}.`);
 }
 
 function row(token) {
@@ -131,7 +112,7 @@ async function load() {
     tokens = (await get("/bodhi/v1/tokens")).data;
   } catch (error) {
     status.textContent = "";
-    showAlert(error);
+    messages.alert(error);
     return;
   }
   rows.replaceChildren(...tokens.map(row));
@@ -144,7 +125,7 @@ form.addEventListener("submit", async (event) => {
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   clearErrors(form);
-  clearMessages();
+  messages.clear();
   try {
     const value = (name) => form.elements.namedItem(name).value.trim();
     const body = { name: value("name"), scope: value("scope") };

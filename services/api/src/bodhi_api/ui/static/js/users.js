@@ -8,26 +8,15 @@ import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, ROLE_LABELS, roleAtLeast } from "./layout.js";
 import { budgetCell } from "./money.js";
+import { PageMessages } from "./page-messages.js";
 
 const form = document.getElementById("user-form");
 const table = document.getElementById("users-table");
 const rows = table.querySelector("tbody");
 const status = document.getElementById("users-status");
-const alertBox = document.getElementById("users-alert");
+const messages = new PageMessages(status, document.getElementById("users-alert"));
 const myRole = table.dataset.myRole;
 const myId = table.dataset.myId;
-
-function showAlert(error) {
-  if (handleSessionEnded(error)) return;
-  alertBox.textContent = error.message;
-  alertBox.hidden = false;
-}
-
-// As an action starts: the last action's alert and status go, so neither is read as this one's outcome.
-function clearMessages() {
-  alertBox.hidden = true;
-  status.textContent = "";
-}
 
 function roleSelect(user) {
   const id = `role-${user.id}`;
@@ -40,16 +29,12 @@ function roleSelect(user) {
 }
 
 async function changeRole(user, select) {
-  clearMessages();
   const role = select.value;
-  try {
+  const changed = await messages.run(async () => {
     await put(`/bodhi/v1/users/${encodeURIComponent(user.id)}/role`, { role });
     await load();
-    status.textContent = `${user.username} is now ${ROLE_LABELS[role]}.`;
-  } catch (error) {
-    select.value = user.role;
-    showAlert(error);
-  }
+  }, `${user.username} is now ${ROLE_LABELS[role]}.`);
+  if (!changed) select.value = user.role;
 }
 
 // The models a user may use, as the cell shows them: "All", or their ids and patterns.
@@ -74,17 +59,13 @@ function modelsField(user) {
 }
 
 async function changeModels(user, input) {
-  clearMessages();
   const patterns = input.value.split(",").map((id) => id.trim()).filter(Boolean);
-  try {
+  await messages.run(async () => {
     await put(`/bodhi/v1/users/${encodeURIComponent(user.id)}/models`, {
       allowed_models: patterns.length > 0 ? patterns : null,
     });
     await load();
-    status.textContent = `${user.username} may now use ${patterns.length > 0 ? patterns.join(", ") : "every model"}.`;
-  } catch (error) {
-    showAlert(error);
-  }
+  }, `${user.username} may now use ${patterns.length > 0 ? patterns.join(", ") : "every model"}.`);
 }
 
 // The limits as the cell shows them: "30 requests/min, 5000 tokens/min", the budget and what it spent, or "None".
@@ -145,18 +126,14 @@ function limitsEditor(user) {
 
 async function changeLimits(event, user, form) {
   event.preventDefault();
-  clearMessages();
   const value = (name) => form.elements.namedItem(name).value.trim();
   const body = {};
   for (const [name] of LIMIT_INPUTS) body[name] = value(name) ? Number(value(name)) : null;
   body.budget_period = body.budget_tokens === null ? null : value("budget_period");
-  try {
+  await messages.run(async () => {
     await put(`/bodhi/v1/users/${encodeURIComponent(user.id)}/limits`, body);
     await load();
-    status.textContent = `Saved the limits of ${user.username}.`;
-  } catch (error) {
-    showAlert(error);
-  }
+  }, `Saved the limits of ${user.username}.`);
 }
 
 async function remove(user) {
@@ -166,14 +143,10 @@ async function remove(user) {
     confirmLabel: "Delete user",
   });
   if (!sure) return;
-  clearMessages();
-  try {
+  await messages.run(async () => {
     await del(`/bodhi/v1/users/${encodeURIComponent(user.id)}`);
     await load();
-    status.textContent = `Deleted ${user.username}.`;
-  } catch (error) {
-    showAlert(error);
-  }
+  }, `Deleted ${user.username}.`);
 }
 
 function cells(user) {
@@ -222,7 +195,7 @@ async function load() {
     users = (await get("/bodhi/v1/users")).data;
   } catch (error) {
     status.textContent = "";
-    showAlert(error);
+    messages.alert(error);
     return;
   }
   users.sort((a, b) => a.username.localeCompare(b.username));
@@ -238,7 +211,7 @@ form.addEventListener("submit", async (event) => {
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   clearErrors(form);
-  clearMessages();
+  messages.clear();
   const body = {
     username: form.elements.namedItem("username").value.trim(),
     password: form.elements.namedItem("password").value,
