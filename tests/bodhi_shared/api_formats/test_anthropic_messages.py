@@ -320,6 +320,19 @@ def test_a_completion_becomes_a_message() -> None:
     assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 7)
 
 
+def test_cached_prompt_tokens_are_cache_reads_not_input_tokens() -> None:
+    usage = {"prompt_tokens": 40, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 32}}
+    answer = completion({"content": "Hello!"}) | {"usage": usage}
+    message = Message.model_validate(MESSAGES.response_from_chat(answer, request_id="r1"))
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens, message.usage.output_tokens) == (
+        8,
+        32,
+        7,
+    )
+    streamed = checked_events(stream(TEXT_CHUNKS, usage=usage))
+    assert streamed[-2]["usage"] == {"input_tokens": 8, "output_tokens": 7, "cache_read_input_tokens": 32}
+
+
 def test_tool_calls_become_tool_use_blocks() -> None:
     chat = completion(
         {

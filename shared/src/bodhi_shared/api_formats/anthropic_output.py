@@ -63,7 +63,11 @@ def stop_reason(choice: dict[str, Any], *, used_tools: bool) -> tuple[str, str |
 
 
 def message_usage(usage: Usage) -> dict[str, int]:
-    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
+    """Anthropic's usage: ``input_tokens`` leaves out the prompt tokens read from a cache, which OpenAI's
+    ``prompt_tokens`` includes and Anthropic counts as ``cache_read_input_tokens``."""
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    counted = {"input_tokens": usage.prompt_tokens - cached, "output_tokens": usage.completion_tokens}
+    return counted | ({"cache_read_input_tokens": cached} if cached else {})
 
 
 def tool_input(arguments: str) -> dict[str, Any]:
