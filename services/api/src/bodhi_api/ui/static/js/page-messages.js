@@ -1,5 +1,6 @@
 // A list page's two messages: its status line (what the last action did, or what the list holds) and its alert
 // (what the API refused). Each action starts by clearing both, so neither is read as the new action's outcome.
+import { confirmAction } from "./confirm.js";
 import { handleSessionEnded } from "./layout.js";
 
 export class PageMessages {
@@ -32,5 +33,10 @@ export class PageMessages {
     }
     this.status.textContent = done;
     return true;
+  }
+
+  // An action that cannot be undone (a delete): `run` once the visitor confirms `question` (`confirmAction`).
+  async runConfirmed(question, action, done) {
+    return (await confirmAction(question)) && this.run(action, done);
   }
 }

@@ -1,7 +1,6 @@
 // The prices on the usage page: GET /bodhi/v1/prices for everyone; managers and admins set one (PUT
 // /bodhi/v1/prices/{model_id}) and delete one (DELETE). US dollars per million input and output tokens.
 import { del, get, put } from "./api.js";
-import { confirmAction } from "./confirm.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded } from "./layout.js";
@@ -18,13 +17,12 @@ const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 const modelPath = (id) => `/bodhi/v1/prices/${id.split("/").map(encodeURIComponent).join("/")}`;
 
 async function remove(price) {
-  const sure = await confirmAction({
+  const question = {
     title: `Delete the price of ${price.model_id}?`,
     message: "Its usage counts as unpriced again, past usage included.",
     confirmLabel: "Delete price",
-  });
-  if (!sure) return;
-  await messages.run(async () => {
+  };
+  await messages.runConfirmed(question, async () => {
     await del(modelPath(price.model_id));
     await load();
   }, `Deleted the price of ${price.model_id}.`);

@@ -4,7 +4,6 @@
 // (`rpm_limit`, `tpm_limit`) and a budget (`budget_tokens` per UTC `budget_period`), shown with what it spent in
 // the current period (`budget_spent`: tokens, and US dollars where its models have prices).
 import { del, get, post, put } from "./api.js";
-import { confirmAction } from "./confirm.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, ROLE_LABELS } from "./layout.js";
@@ -66,13 +65,12 @@ async function setStatus(token, next) {
 }
 
 async function remove(token) {
-  const sure = await confirmAction({
+  const question = {
     title: `Delete the token ${token.name}?`,
     message: "Anything that uses it stops working at once. This cannot be undone.",
     confirmLabel: "Delete token",
-  });
-  if (!sure) return;
-  await messages.run(async () => {
+  };
+  await messages.runConfirmed(question, async () => {
     await del(`/bodhi/v1/tokens/${encodeURIComponent(token.id)}`);
     await load();
   }, `Deleted ${token.name}.`);

@@ -3,7 +3,6 @@
 // /users/{id}). A budget is shown with what it spent this period (`budget_spent`). The API decides who may do what;
 // its refusals are shown as they come.
 import { del, get, post, put } from "./api.js";
-import { confirmAction } from "./confirm.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, ROLE_LABELS, roleAtLeast } from "./layout.js";
@@ -137,13 +136,12 @@ async function changeLimits(event, user, form) {
 }
 
 async function remove(user) {
-  const sure = await confirmAction({
+  const question = {
     title: `Delete the user ${user.username}?`,
     message: "They are logged out at once, and their tokens stop working. This cannot be undone.",
     confirmLabel: "Delete user",
-  });
-  if (!sure) return;
-  await messages.run(async () => {
+  };
+  await messages.runConfirmed(question, async () => {
     await del(`/bodhi/v1/users/${encodeURIComponent(user.id)}`);
     await load();
   }, `Deleted ${user.username}.`);
