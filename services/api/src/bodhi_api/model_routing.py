@@ -99,13 +99,19 @@ async def _lookup(db: asyncpg.Pool, name: str) -> Route:
 
 async def _not_found_message(db: asyncpg.Pool, name: str) -> str:
     message = f"The model `{name}` does not exist or you do not have access to it."
+    if close := await closest_served_id(db, name):
+        return f"{message} Did you mean `{close}`?"
+    return f"{message} GET /v1/models lists the models you can use."
+
+
+async def closest_served_id(db: asyncpg.Pool, name: str) -> str | None:
+    """The served id a mistyped ``name`` most likely meant (``_closest``), for a "Did you mean" hint; None when
+    none is close."""
     served = await db.fetch(
         "SELECT s.model_id, a.prefix FROM served_models s LEFT JOIN api_models a ON a.id = s.api_model_id"
     )
     close = _closest(name, served)
-    if close:
-        return f"{message} Did you mean `{close[0]}`?"
-    return f"{message} GET /v1/models lists the models you can use."
+    return close[0] if close else None
 
 
 def _closest(name: str, served: list[asyncpg.Record]) -> list[str]:

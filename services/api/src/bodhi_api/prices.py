@@ -9,7 +9,6 @@ in SQL: ``COST`` over ``PRICED`` (each usage record ``u`` joined with the price 
 
 from __future__ import annotations
 
-import difflib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ import asyncpg
 from pydantic import BaseModel, Field
 
 from bodhi_api.http_errors import NotFound
+from bodhi_api.model_routing import closest_served_id
 from bodhi_shared.errors import InvalidRequest
 
 CURRENCY = "USD"
@@ -113,19 +113,17 @@ async def find_price(db: asyncpg.Pool, model_id: str) -> PricePublic | None:
 async def check_served(db: asyncpg.Pool, model_id: str) -> None:
     """404 ``model_not_found`` unless ``model_id`` is served now (a price for a typo would price nothing); 400 for a
     router (its requests are priced at their targets)."""
-    rows = await db.fetch("SELECT model_id, router FROM served_models ORDER BY model_id")
-    ids: list[str] = [r["model_id"] for r in rows]
-    if any(r["model_id"] == model_id and r["router"] is not None for r in rows):
+    row = await db.fetchrow("SELECT router FROM served_models WHERE model_id = $1", model_id)
+    if row is None:
+        close = await closest_served_id(db, model_id)
+        hint = f" Did you mean `{close}`?" if close else " `GET /v1/models` lists the served ids."
+        raise NotFound(f"No model `{model_id}` is served, so it cannot be priced.{hint}", code="model_not_found")
+    if row["router"] is not None:
         raise InvalidRequest(
             f"`{model_id}` is a router: its requests are priced at the target that answered them. Price its "
             "targets instead.",
             param="model_id",
         )
-    if model_id in ids:
-        return
-    close = difflib.get_close_matches(model_id, ids, n=1, cutoff=0.6)
-    hint = f" Did you mean `{close[0]}`?" if close else " `GET /v1/models` lists the served ids."
-    raise NotFound(f"No model `{model_id}` is served, so it cannot be priced.{hint}", code="model_not_found")
 
 
 async def set_price(db: asyncpg.Pool, *, model_id: str, price: PriceSet, by: uuid.UUID) -> PricePublic:
