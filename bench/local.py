@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-if __package__:  # imported as `bench.local` (deploy/gpu_check.py imports write_bench_gguf): bench/ is not on sys.path
+if __package__:  # imported as `bench.local`: bench/ is not on sys.path
     from bench import common, local_batching
     from bench.local_gateway import ConcurrentRuns, Gateway, concurrent, redis_cpu_seconds
     from bench.local_machine import Watch
@@ -42,7 +42,6 @@ if __package__:  # imported as `bench.local` (deploy/gpu_check.py imports write_
         N_HEAD,
         N_LAYER,
         ensure_model,
-        write_bench_gguf,
     )
     from bench.local_streams import SEED, Stream, chat_body, stream_http, stream_in_process
 else:  # run as a script: bench/ is the script directory
@@ -50,12 +49,11 @@ else:  # run as a script: bench/ is the script directory
     import local_batching
     from local_gateway import ConcurrentRuns, Gateway, concurrent, redis_cpu_seconds
     from local_machine import Watch
-    from local_model import MODEL_PATH, N_EMBD, N_FF, N_HEAD, N_LAYER, ensure_model, write_bench_gguf
+    from local_model import MODEL_PATH, N_EMBD, N_FF, N_HEAD, N_LAYER, ensure_model
     from local_streams import SEED, Stream, chat_body, stream_http, stream_in_process
 from tests.support import tiny_gguf
 from tests.support.llama_server import llama_server_command
 
-__all__ = ["write_bench_gguf"]  # deploy/gpu_check.py's import
 log = common.logger("local-bench")
 fmt = common.fmt
 

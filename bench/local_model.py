@@ -62,25 +62,17 @@ def write_bench_gguf(path: Path, *, seed: int = MODEL_SEED) -> int:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")  # renamed when complete: an interrupted run leaves no broken model
-    writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    writer.add_name("bodhi-bench-llama")
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    writer.add_vocab_size(tiny_gguf.N_VOCAB)
-    writer.add_context_length(2048)
-    writer.add_embedding_length(N_EMBD)
-    writer.add_block_count(N_LAYER)
-    writer.add_feed_forward_length(N_FF)
-    writer.add_head_count(N_HEAD)
-    writer.add_head_count_kv(N_HEAD)
-    writer.add_rope_dimension_count(HEAD_DIM)
-    writer.add_layer_norm_rms_eps(1e-5)
-    tiny_gguf.add_byte_tokenizer(writer)
-    for tensor_name, data in tensors.items():
-        writer.add_tensor(tensor_name, data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    tiny_gguf.write_llama_gguf(
+        partial,
+        tensors,
+        name="bodhi-bench-llama",
+        file_type=gguf.LlamaFileType.MOSTLY_F16,
+        n_ctx=2048,
+        n_embd=N_EMBD,
+        n_layer=N_LAYER,
+        n_ff=N_FF,
+        n_head=N_HEAD,
+    )
     partial.replace(path)
     return sum(int(data.size) for data in tensors.values())
 

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.local import write_bench_gguf  # noqa: E402  # the benchmark's model: ~100M parameters, F16
+from bench.local_model import write_bench_gguf  # noqa: E402  # the benchmark's model: ~100M parameters, F16
 from bodhi_cli.embedded import embedded_postgres, embedded_redis  # noqa: E402
 from bodhi_shared.crypto import load_or_create_key_pair  # noqa: E402
 from bodhi_shared.worker_keys import KEYS_DIR  # noqa: E402

@@ -112,29 +112,56 @@ def add_byte_tokenizer(writer: gguf.GGUFWriter) -> None:
     writer.add_chat_template(CHAT_TEMPLATE)
 
 
-def write_tiny_llama_gguf(path: Path, *, seed: int = 0) -> Path:
-    """Write the tiny model to ``path`` (same ``seed``, same file) and return ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_llama_gguf(
+    path: Path,
+    tensors: dict[str, Any],
+    *,
+    name: str,
+    file_type: gguf.LlamaFileType,
+    n_ctx: int,
+    n_embd: int,
+    n_layer: int,
+    n_ff: int,
+    n_head: int,
+    pooling: gguf.PoolingType | None = None,
+) -> None:
+    """Write a llama-architecture GGUF with the byte-level tokenizer: its hyperparameters, then ``tensors``."""
     writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    writer.add_name("bodhi-tiny-llama")
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_name(name)
+    writer.add_file_type(file_type)
     writer.add_vocab_size(N_VOCAB)
-    writer.add_context_length(N_CTX)
-    writer.add_embedding_length(N_EMBD)
-    writer.add_block_count(N_LAYER)
-    writer.add_feed_forward_length(N_FF)
-    writer.add_head_count(N_HEAD)
-    writer.add_head_count_kv(N_HEAD)
-    writer.add_rope_dimension_count(HEAD_DIM)
+    writer.add_context_length(n_ctx)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(n_ff)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head)
+    writer.add_rope_dimension_count(n_embd // n_head)
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_pooling_type(gguf.PoolingType.MEAN)  # one vector per input from /v1/embeddings
-
+    if pooling is not None:
+        writer.add_pooling_type(pooling)
     add_byte_tokenizer(writer)
-
-    for name, data in _tensors(seed).items():
-        writer.add_tensor(name, data)
+    for tensor_name, data in tensors.items():
+        writer.add_tensor(tensor_name, data)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def write_tiny_llama_gguf(path: Path, *, seed: int = 0) -> Path:
+    """Write the tiny model to ``path`` (same ``seed``, same file) and return ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_llama_gguf(
+        path,
+        _tensors(seed),
+        name="bodhi-tiny-llama",
+        file_type=gguf.LlamaFileType.ALL_F32,
+        n_ctx=N_CTX,
+        n_embd=N_EMBD,
+        n_layer=N_LAYER,
+        n_ff=N_FF,
+        n_head=N_HEAD,
+        pooling=gguf.PoolingType.MEAN,  # one vector per input from /v1/embeddings
+    )
     return path
