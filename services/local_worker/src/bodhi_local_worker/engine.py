@@ -99,9 +99,9 @@ def load(path: str, *, n_parallel: int = 1, **params: Any) -> MeteredLlama:
 
 def batching_engine(llm: MeteredLlama, *, n_parallel: int, name: str) -> BatchingEngine:
     """Start the engine that batches ``n_parallel`` sequences on ``llm``'s context (see batching)."""
-    n_vocab = int(llm.n_vocab())
+    decoder = BatchDecoder(llm)
     engine = BatchingEngine(
-        BatchDecoder(llm), lambda sampling: Sampler(sampling, n_vocab), n_parallel=n_parallel, name=name
+        decoder, lambda sampling: Sampler(sampling, decoder.n_vocab), n_parallel=n_parallel, name=name
     )
     # The one-at-a-time calls it lends the context to (tools, grammars) get a slot's share too: the same limit
     # for every request of the alias, whichever path answers it.

@@ -154,8 +154,7 @@ class ModelCache:
     ) -> None:
         self._max_loaded = max(1, max_loaded)
         self._gpu = gpu
-        self.n_parallel = n_parallel  # the default of aliases that set none
-        # Blocking: run in a thread.
+        # Blocking: run in a thread. ``n_parallel``: the default of aliases that set none.
         self._load_model = load or (lambda local, gpu: load_llama(local, gpu=gpu, n_parallel=n_parallel))
         self._entries: OrderedDict[ModelKey, _Loaded] = OrderedDict()  # least recently used first
         self._lock = asyncio.Lock()  # loading and unloading

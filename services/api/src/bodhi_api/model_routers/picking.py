@@ -30,7 +30,8 @@ IN_FLIGHT_LOST_AFTER_S = 900
 TURN_TTL_S = 86_400
 
 # KEYS: the router's turn counter, then each target's cool-down key, then each target's in-flight set.
-# ARGV: strategy, number of targets, request id, ms after which an in-flight entry is lost.
+# ARGV: strategy, number of targets, request id, ms after which an in-flight entry is lost, the turn counter's
+# TTL in seconds.
 # Returns {ms until the soonest cool-down ends (-1: none cooling), index of the first target to try, ...}.
 PICK_LUA = """
 local t = redis.call('TIME')
