@@ -292,12 +292,12 @@ async def run_inference(
         raise
     timer.first_content()
     relay = Relay(resources, reader, first, request_id=request_id, on_finish=timer.finish, wire=wire)
+    headers = worker_header(reader.worker_id) | target_header(timer.target) | state_headers(admitted)
     if stream:
-        headers = SSE_HEADERS | worker_header(reader.worker_id) | target_header(timer.target) | state_headers(admitted)
         body_iterator = _counted(resources, relay, inbound=inbound)
-        return StreamingResponse(body_iterator, media_type="text/event-stream", headers=headers)
+        return StreamingResponse(body_iterator, media_type="text/event-stream", headers=SSE_HEADERS | headers)
     response = _single_response(relay, first)
-    response.headers.update(worker_header(reader.worker_id) | target_header(timer.target) | state_headers(admitted))
+    response.headers.update(headers)
     if inbound is not None:
         await inbound.answered(first.data)
     return response

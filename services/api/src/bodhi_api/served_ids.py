@@ -25,23 +25,18 @@ async def refuse_clash(
     ids: list[str],
     *,
     api_model_id: uuid.UUID | None = None,
-    alias: str | None = None,
-    router: str | None = None,
     param: str = "models",
 ) -> None:
-    """409 if any of ``ids`` is served by something other than the API model, alias or router being saved."""
+    """409 if any of ``ids`` is served by anything but the API model ``api_model_id`` (the one being saved, whose
+    own ids are no clash). An alias or a router is checked only as it is created: its id never changes."""
     clash = await conn.fetchrow(
         "SELECT s.model_id, s.alias, s.router, a.id AS api_model_id, a.name FROM served_models s"
         " LEFT JOIN api_models a ON a.id = s.api_model_id"
         " WHERE s.model_id = ANY($1::text[])"
         " AND (s.api_model_id IS NULL OR s.api_model_id IS DISTINCT FROM $2)"
-        " AND (s.alias IS NULL OR s.alias IS DISTINCT FROM $3)"
-        " AND (s.router IS NULL OR s.router IS DISTINCT FROM $4)"
         " ORDER BY s.model_id LIMIT 1",
         ids,
         api_model_id,
-        alias,
-        router,
     )
     if clash is None:
         return
