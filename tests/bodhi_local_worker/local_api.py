@@ -16,6 +16,7 @@ from arq import ArqRedis
 from redis.asyncio import Redis
 
 from bodhi_shared.contract import INFERENCE_FUNCTION, EventKind, InferenceJob, LocalModel, StreamEvent
+from bodhi_shared.heartbeat import SLOTS_FIELD
 from bodhi_shared.queue import enqueue_job
 from bodhi_shared.redis_keys import RedisKeys
 from tests.support.processes import BodhiProcess
@@ -125,6 +126,16 @@ class LocalApi:
     async def alias_workers(self, alias: str) -> dict[str, float]:
         members = await self.redis.zrange(self.keys.alias_workers(alias), 0, -1, withscores=True)
         return {member.decode(): score for member, score in members}
+
+    async def alias_slots(self, alias: str) -> dict[str, int]:
+        """The slots in use and free that the workers serving ``alias`` advertise (``heartbeat.SLOTS_FIELD``)."""
+        totals = {"in_use": 0, "free": 0}
+        for worker_id in await self.alias_workers(alias):
+            info = self.keys.worker_info(worker_id)
+            described = await self.redis.hget(info, SLOTS_FIELD)  # type: ignore[misc]  # sync|async union
+            for state, count in json.loads(described or "{}").get(alias, {}).items():
+                totals[state] += count
+        return totals
 
     async def wait_for_alias_workers(self, alias: str, expected: set[str], within: float = 20) -> None:
         deadline = time.monotonic() + within

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bodhi_shared.contract import EventKind, LocalModel, StreamEvent
-from bodhi_shared.heartbeat import alias_slots
-from tests.bodhi_local_worker.conftest import HEARTBEAT_TTL, LONG_CONTEXT, Workers
+from tests.bodhi_local_worker.conftest import LONG_CONTEXT, Workers
 from tests.bodhi_local_worker.local_api import Events, LocalApi, chunk_payloads
 from tests.support.tiny_gguf import EOS_ID
 
@@ -161,7 +160,7 @@ async def test_a_worker_claims_and_advertises_as_many_jobs_as_the_model_has_slot
         f"tiny-two-{uuid.uuid4().hex[:6]}", workers.alias_a.path, LONG_CONTEXT | {"n_parallel": 2}
     )
     await local_api.wait_for_alias_workers(local.alias, {workers.a_id})
-    idle = await alias_slots(local_api.redis, local_api.keys, local.alias, ttl=HEARTBEAT_TTL)
+    idle = await local_api.alias_slots(local.alias)
     assert idle == {"in_use": 0, "free": 2}
 
     async with AsyncExitStack() as stack:
@@ -172,7 +171,7 @@ async def test_a_worker_claims_and_advertises_as_many_jobs_as_the_model_has_slot
         assert all(event is not None and event.kind == EventKind.STARTED for event in started)
         # Two slots: the third job stays on the queue while the first two run.
         assert await subscriptions[2].next(0.5) is None
-        busy = await alias_slots(local_api.redis, local_api.keys, local.alias, ttl=HEARTBEAT_TTL)
+        busy = await local_api.alias_slots(local.alias)
         assert await local_api.redis.zcard(local_api.keys.local_queue(local.alias)) == 1
         first_two = await asyncio.gather(*(read_stream(events) for events in subscriptions[:2]))
         third = await read_stream(subscriptions[2])

@@ -2,7 +2,7 @@
 
 A local worker also describes its slots (the jobs it can run at once, per alias) in its ``RedisKeys.worker_info``
 hash, refreshed with each beat (``slots_fields``): ``slots_in_use`` and ``slots_free`` in all, and ``slots``, JSON
-``{alias: {"in_use": n, "free": m}}``. ``live_slots`` and ``alias_slots`` add them up over the live workers.
+``{alias: {"in_use": n, "free": m}}``. ``live_slots`` adds them up over the live workers.
 """
 
 import asyncio
@@ -126,24 +126,6 @@ async def live_slots(redis: Redis, keys: RedisKeys, *, kind: str, ttl: float) ->
     for used, free in rows:
         totals["in_use"] += _count(used)
         totals["free"] += _count(free)
-    return totals
-
-
-async def alias_slots(redis: Redis, keys: RedisKeys, alias: str, *, ttl: float) -> dict[str, int]:
-    """Slots in use and free for one local alias, over the live workers that serve it."""
-    ids = await redis.zrangebyscore(keys.alias_workers(alias), time.time() - ttl, "+inf")
-    async with redis.pipeline(transaction=False) as pipe:
-        for worker_id in ids:
-            pipe.hget(keys.worker_info(worker_id.decode() if isinstance(worker_id, bytes) else worker_id), SLOTS_FIELD)
-        described = await pipe.execute() if ids else []
-    totals = {"in_use": 0, "free": 0}
-    for raw in described:
-        try:
-            entry = json.loads(raw)[alias] if raw else {}
-        except (ValueError, KeyError, TypeError):
-            continue
-        totals["in_use"] += _count(entry.get("in_use"))
-        totals["free"] += _count(entry.get("free"))
     return totals
 
 
