@@ -44,6 +44,13 @@ export async function api(path, { method = "GET", body, headers = {}, signal } =
   return data;
 }
 
+// The paths of what a served id names: an id may hold `/` and `:`, and the API's routes take the rest of the
+// path, so each segment is encoded on its own.
+const servedIdPath = (base, id) => `${base}/${id.split("/").map(encodeURIComponent).join("/")}`;
+export const aliasPath = (alias) => servedIdPath("/bodhi/v1/models/alias", alias);
+export const routerPath = (id) => servedIdPath("/bodhi/v1/routers", id);
+export const pricePath = (id) => servedIdPath("/bodhi/v1/prices", id);
+
 export const get = (path, options = {}) => api(path, { ...options, method: "GET" });
 export const post = (path, body, options = {}) => api(path, { ...options, method: "POST", body });
 export const put = (path, body, options = {}) => api(path, { ...options, method: "PUT", body });

@@ -1,6 +1,6 @@
 // The local alias form (new and edit) on /bodhi/v1/models/alias: a GGUF file the server found
 // (GET /bodhi/v1/models/files) or a typed path, and the alias's context and request parameters.
-import { get, post, put } from "./api.js";
+import { aliasPath, get, post, put } from "./api.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded } from "./layout.js";
@@ -14,7 +14,6 @@ const FILE_PARAMS = new Set(["path", "filename", "repo"]);
 let files = []; // GET /bodhi/v1/models/files: {path, filename, repo, source, size_bytes}
 
 const mode = () => form.elements.namedItem("file-mode").value;
-const aliasPath = (alias) => `/bodhi/v1/models/alias/${alias.split("/").map(encodeURIComponent).join("/")}`;
 
 function showMode() {
   field("found-field").hidden = mode() !== "found";

@@ -1,7 +1,7 @@
 // The router form (new and edit) on /bodhi/v1/routers: a model id served by an ordered list of targets (served
 // ids from GET /bodhi/v1/models, never routers), a strategy and a cool-down. Each target is a row whose select is
 // named `targets.N`, as the API names it in an error's `param`; rows move up and down with buttons.
-import { del, get, post, put } from "./api.js";
+import { del, get, post, put, routerPath } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
@@ -17,9 +17,6 @@ const list = field("target-rows");
 let served = []; // GET /bodhi/v1/models entries a router may target: {id, source, api_model_name}
 let targets = []; // the rows' values, in order ("" for a row not chosen yet)
 let coolingUntil = {}; // target -> when its cool-down ends (ms since the epoch), from the router's `cooling_down`
-
-// A router id may hold `/`; the API's route takes the rest of the path, so each segment is encoded.
-const routerPath = (id) => `/bodhi/v1/routers/${id.split("/").map(encodeURIComponent).join("/")}`;
 
 function secondsLeft(target) {
   const until = coolingUntil[target];

@@ -1,7 +1,7 @@
 // The models page: routers, local aliases and API models in one table (GET /bodhi/v1/routers,
 // /bodhi/v1/models/alias and /models/api), each API model's first three served ids as links into chat, Edit and
 // Delete where the API says the user may (routers: managers and above).
-import { del, get } from "./api.js";
+import { aliasPath, del, get, routerPath } from "./api.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, roleAtLeast, whoami } from "./layout.js";
@@ -18,9 +18,6 @@ const dialog = document.getElementById("delete-dialog");
 const dialogForm = dialog.querySelector("form");
 
 const chatUrl = (modelId) => `/ui/chat/?model=${encodeURIComponent(modelId)}`;
-// An alias may hold `/` and `:`; the API's route takes the rest of the path, so each segment is encoded.
-const aliasPath = (alias) => `/bodhi/v1/models/alias/${alias.split("/").map(encodeURIComponent).join("/")}`;
-const routerPath = (id) => `/bodhi/v1/routers/${id.split("/").map(encodeURIComponent).join("/")}`;
 
 function chatLinks(ids) {
   const shown = ids.slice(0, TOP_MODELS);

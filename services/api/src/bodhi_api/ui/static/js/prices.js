@@ -1,6 +1,6 @@
 // The prices on the usage page: GET /bodhi/v1/prices for everyone; managers and admins set one (PUT
 // /bodhi/v1/prices/{model_id}) and delete one (DELETE). US dollars per million input and output tokens.
-import { del, get, put } from "./api.js";
+import { del, get, pricePath, put } from "./api.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded } from "./layout.js";
@@ -14,7 +14,6 @@ const messages = new PageMessages(status, document.getElementById("prices-alert"
 const form = document.getElementById("price-form"); // only for managers and admins
 const mayPrice = table.dataset.mayPrice === "true";
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
-const modelPath = (id) => `/bodhi/v1/prices/${id.split("/").map(encodeURIComponent).join("/")}`;
 
 async function remove(price) {
   const question = {
@@ -23,7 +22,7 @@ async function remove(price) {
     confirmLabel: "Delete price",
   };
   await messages.runConfirmed(question, async () => {
-    await del(modelPath(price.model_id));
+    await del(pricePath(price.model_id));
     await load();
   }, `Deleted the price of ${price.model_id}.`);
 }
@@ -89,7 +88,7 @@ form?.addEventListener("submit", async (event) => {
   }
   button.disabled = true;
   try {
-    await put(modelPath(modelId), {
+    await put(pricePath(modelId), {
       input_per_million: Number(value("input_per_million")),
       output_per_million: Number(value("output_per_million")),
     });
