@@ -14,15 +14,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from arq import ArqRedis
 
 from bodhi_api import inference
 from bodhi_api.auth.limits import Limits, PrincipalLimits
 from bodhi_api.auth.roles import Role
-from bodhi_shared.queue import create_queue_pool, enqueue_if_capacity
-from bodhi_shared.rate_limits import BUDGET, BUDGET_MARGIN_MS, LimitCheck, LimitExceeded
+from bodhi_shared.queue import create_queue_pool
+from bodhi_shared.rate_limits import BUDGET, BUDGET_MARGIN_MS, LimitExceeded
 from bodhi_shared.redis_keys import RedisKeys
-from tests.bodhi_shared.test_rate_limits import charge
+from tests.bodhi_shared.test_rate_limits import charge, enqueue
 from tests.inprocess.fake_worker import USAGE, FakeWorker, text_answer
 from tests.inprocess.harness import InProcessApp, assert_error
 from tests.support.backing import new_name
@@ -30,22 +29,6 @@ from tests.support.backing import new_name
 MODEL = "gpt-4o-mini"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 USED = USAGE["total_tokens"]
-
-
-async def enqueue(pool: ArqRedis, queue: str, limits: list[LimitCheck]) -> Any:
-    return await enqueue_if_capacity(
-        pool,
-        queue=queue,
-        wake_channel=f"{queue}:wake",
-        live_workers=f"{queue}:workers",
-        heartbeat_ttl=3,
-        depth_limit=1000,
-        function="job",
-        payload={},
-        job_id=uuid.uuid4().hex,
-        expires_s=60,
-        limits=limits,
-    )
 
 
 @pytest.mark.parametrize(
