@@ -1,11 +1,12 @@
 // The usage page: GET /bodhi/v1/usage grouped by model, user, API model, token or served model (a router's
-// target) over a period of days, as a table (with the cost in US dollars at the models' prices, and what no price covers) and as a uPlot bar chart of
-// the total tokens per group (the table is the chart's text alternative). The prices are prices.js's.
+// target) over a period of days, as a table (with the cost in US dollars at the models' prices, and what no price
+// covers) and as a uPlot bar chart of the total tokens per group (the table is the chart's text alternative). The
+// prices are prices.js's.
 import { get } from "./api.js";
 import { h } from "./dom.js";
 import { clearErrors, showError } from "./forms.js";
 import { handleSessionEnded, roleAtLeast, whoami } from "./layout.js";
-import { costText } from "./money.js";
+import { costText, formatCount } from "./money.js";
 
 const GROUPS = {
   model: { name: "model", title: "Model", none: "(no model)" },
@@ -30,7 +31,6 @@ const results = document.getElementById("usage-results");
 const table = document.getElementById("usage-table");
 const chartBox = document.getElementById("usage-chart");
 
-const numberFormat = new Intl.NumberFormat("en-US");
 const compactFormat = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
 const dayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 
@@ -79,7 +79,7 @@ function namesFor(groupBy) {
   return names[groupBy];
 }
 
-const milliseconds = (value) => (value === null || value === undefined ? "–" : `${numberFormat.format(Math.round(value))} ms`);
+const milliseconds = (value) => (value === null || value === undefined ? "–" : `${formatCount(Math.round(value))} ms`);
 
 function tableRow([first, ...rest]) {
   return h("tr", {}, h("th", { scope: "row" }, first), rest.map((cell) => h("td", { class: "number" }, cell)));
@@ -88,21 +88,21 @@ function tableRow([first, ...rest]) {
 function showTable(rows, groupBy, nameOf) {
   const cells = (row) => [
     row.key === null ? GROUPS[groupBy].none : (nameOf[row.key] ?? row.name ?? row.key),
-    numberFormat.format(row.requests),
-    numberFormat.format(row.prompt_tokens),
-    numberFormat.format(row.completion_tokens),
-    numberFormat.format(row.total_tokens),
+    formatCount(row.requests),
+    formatCount(row.prompt_tokens),
+    formatCount(row.completion_tokens),
+    formatCount(row.total_tokens),
     costText(row),
     milliseconds(row.avg_ttft_ms),
     milliseconds(row.avg_duration_ms),
-    numberFormat.format(row.failed),
+    formatCount(row.failed),
   ];
   table.tBodies[0].replaceChildren(...rows.map((row) => tableRow(cells(row))));
   const sum = (field) => rows.reduce((total, row) => total + Number(row[field]), 0);
-  const totals = ["All", ...["requests", "prompt_tokens", "completion_tokens", "total_tokens"].map((f) => numberFormat.format(sum(f)))];
+  const totals = ["All", ...["requests", "prompt_tokens", "completion_tokens", "total_tokens"].map((f) => formatCount(sum(f)))];
   const anyPriced = rows.some((row) => row.cost !== null);
   const cost = costText({ cost: anyPriced ? sum("cost") : null, unpriced_tokens: sum("unpriced_tokens") });
-  table.tFoot.replaceChildren(rows.length > 1 ? tableRow([...totals, cost, "", "", numberFormat.format(sum("failed"))]) : "");
+  table.tFoot.replaceChildren(rows.length > 1 ? tableRow([...totals, cost, "", "", formatCount(sum("failed"))]) : "");
   return rows.map((row) => ({ label: cells(row)[0], total: Number(row.total_tokens) }));
 }
 
